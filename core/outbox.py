@@ -1,0 +1,116 @@
+"""Transactional outbox: replies are rows written with the state change that
+caused them; a dispatcher claims and sends them afterwards.
+
+Claiming is atomic (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single
+writer on SQLite) and leased, so several dispatchers never send one row twice
+and a crashed dispatcher's rows come back after the lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from core.messages import Reply
+from core.models import OutboxMessage
+
+MAX_ATTEMPTS = 5
+LEASE = timedelta(seconds=60)
+
+
+def enqueue(
+    session: Session,
+    *,
+    channel: str,
+    address: str,
+    reply: Reply,
+    now: datetime,
+    conversation_id: int | None = None,
+    inbound_id: int | None = None,
+) -> OutboxMessage:
+    row = OutboxMessage(
+        channel=channel,
+        address=address,
+        conversation_id=conversation_id,
+        inbound_id=inbound_id,
+        payload=reply.to_json(),
+        purpose=reply.purpose,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(row)
+    return row
+
+
+def claim_due(
+    session: Session,
+    *,
+    now: datetime,
+    limit: int = 100,
+    channels: Collection[str] | None = None,
+    address: str | None = None,
+    lease: timedelta = LEASE,
+) -> list[OutboxMessage]:
+    """Take up to ``limit`` due rows, oldest first, and lease them to the caller."""
+    due = or_(
+        (OutboxMessage.status == "pending") & (OutboxMessage.next_attempt_at <= now),
+        (OutboxMessage.status == "sending") & (OutboxMessage.claimed_until <= now),
+    )
+    query = select(OutboxMessage).where(due).order_by(OutboxMessage.id).limit(limit)
+    if channels is not None:
+        query = query.where(OutboxMessage.channel.in_(list(channels)))
+    if address is not None:
+        query = query.where(OutboxMessage.address == address)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = list(session.scalars(query))
+    for row in rows:
+        row.status = "sending"
+        row.claimed_until = now + lease
+        row.attempts += 1
+    session.flush()
+    return rows
+
+
+def mark_sent(
+    session: Session, outbox_id: int, *, provider_message_id: str | None, now: datetime
+) -> None:
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id)
+        .values(
+            status="sent", provider_message_id=provider_message_id, sent_at=now, claimed_until=None
+        )
+    )
+
+
+def mark_failed(
+    session: Session,
+    outbox_id: int,
+    *,
+    error: str,
+    now: datetime,
+    retryable: bool = True,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> str:
+    """Schedule a retry with growing delay, or give up; returns the new status."""
+    row = session.get(OutboxMessage, outbox_id)
+    if row is None:
+        return "missing"
+    row.error = error[:200]
+    row.claimed_until = None
+    if retryable and row.attempts < max_attempts:
+        row.status = "pending"
+        row.next_attempt_at = now + timedelta(seconds=min(2**row.attempts * 5, 3600))
+    else:
+        row.status = "failed"
+    return row.status
+
+
+def reply_of(row: OutboxMessage) -> Reply:
+    return Reply.from_json(row.payload)

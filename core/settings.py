@@ -1,0 +1,145 @@
+"""Service settings, read from the environment (prefix ``TELEMED_``).
+
+A bad value stops start-up with a message naming the setting; see
+``load_settings``. The list of settings is part of the public contract.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import timedelta
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TELEMED_"
+_OFFSET = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
+_UNIT = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+class SettingsError(Exception):
+    """A setting has a value the service cannot run with."""
+
+
+def parse_offsets(value: str) -> tuple[timedelta, ...]:
+    """``"72h,24h,2h"`` -> offsets before the visit, largest first."""
+    offsets: list[timedelta] = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        match = _OFFSET.match(part)
+        if match is None:
+            raise ValueError(f"{part.strip()!r} is not a duration like 72h, 30m or 3d")
+        amount, unit = int(match.group(1)), match.group(2)
+        if amount <= 0:
+            raise ValueError(f"{part.strip()!r} must be greater than zero")
+        offsets.append(timedelta(**{_UNIT[unit]: amount}))
+    return tuple(sorted(set(offsets), reverse=True))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    database_url: str = "sqlite:///var/telemed.db"
+    public_url: str = "http://127.0.0.1:8000"
+    clinic_timezone: str = "UTC"
+    # Signs sessions and tokens; the default is for a laptop, never production.
+    secret_key: str = "dev-insecure-change-me"  # noqa: S105
+    default_language: Literal["en", "es"] = "en"
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_sms_from: str | None = None
+    twilio_whatsapp_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base_url: str = "https://api.twilio.com"
+    telegram_bot_token: str | None = None
+    telegram_webhook_secret: str | None = None
+    telegram_api_base_url: str = "https://api.telegram.org"
+
+    reminder_offsets: str = "72h,24h,2h"
+    scheduler_tick_seconds: float = Field(default=15, gt=0, le=3600)
+    video_provider: Literal["jitsi", "twilio"] = "jitsi"
+    jitsi_base_url: str = "https://meet.jit.si"
+    jitsi_app_id: str | None = None
+    jitsi_app_secret: str | None = None
+
+    # How long a slot stays held while the patient confirms it.
+    hold_minutes: int = Field(default=10, ge=1, le=120)
+    # A conversation idle this long starts over at the menu on its next message.
+    conversation_timeout_minutes: int = Field(default=60, ge=1, le=60 * 24 * 7)
+    # Phone numbers typed without a country code are read in this region.
+    default_region: str = Field(default="US", min_length=2, max_length=2)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # psycopg 3 is the driver we ship; the bare scheme would ask for psycopg2.
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("public_url", "twilio_api_base_url", "telegram_api_base_url", "jitsi_base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("clinic_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like Europe/Madrid)"
+            ) from exc
+        return value
+
+    @field_validator("reminder_offsets")
+    @classmethod
+    def _offsets(cls, value: str) -> str:
+        if not parse_offsets(value):
+            raise ValueError("needs at least one offset, like 72h,24h,2h")
+        return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def reminder_offset_list(self) -> tuple[timedelta, ...]:
+        return parse_offsets(self.reminder_offsets)
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
+
+
+def load_settings() -> Settings:
+    """Read settings, turning a validation error into one line per bad setting."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise SettingsError("bad setting " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
