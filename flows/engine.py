@@ -1,0 +1,339 @@
+"""The flow engine: one inbound message -> one transaction -> replies in the outbox.
+
+Order of work for each message (ARCHITECTURE.md, "The path of one message"):
+dedupe by provider id, lock the conversation, consent words, global commands
+(MENU, HELP, LANGUAGE, and the book/reschedule/cancel/my-appointments
+intents), then the active step, else intent routing. State and replies are
+committed together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
+
+from core import outbox
+from core.clock import Clock
+from core.db import Database
+from core.i18n import normalize_language
+from core.messages import InboundMessage, Media, Reply
+from core.models import ChannelIdentity, Clinic, Conversation, InboundLog
+from core.nlu import classify_intent, detect_language
+from core.patients import default_clinic, find_or_create_patient_by_phone, get_or_create_identity
+from core.settings import Settings
+from flows import registry
+from flows.context import END, Ctx, Outcome, fold, match_option
+
+log = logging.getLogger("telemed.flows")
+
+__all__ = ["FlowEngine", "HandleResult", "NotSetUp", "find_or_create_patient_by_phone"]
+
+# Only this much of a message is read for meaning; all of it is stored.
+MAX_READ = 500
+
+MENU_WORDS = {"menu", "menú", "main menu", "inicio", "start over", "empezar de nuevo", "volver"}
+HELP_WORDS = {"help", "ayuda", "info", "?", "informacion", "información"}
+LANGUAGE_WORDS = {"language", "idioma", "lang", "lengua"}
+OPT_OUT_WORDS = {
+    "stop",
+    "stopall",
+    "unsubscribe",
+    "end",
+    "quit",
+    "cancel",
+    "revoke",
+    "optout",
+    "opt out",
+    "alto",
+    "baja",
+    "parar",
+    "detener",
+    "cancelar suscripcion",
+    "darme de baja",
+}
+OPT_IN_WORDS = {"start", "unstop", "alta", "yes", "si", "sí"}
+FLOW_INTENTS = {
+    "book": "booking.practitioner",
+    "reschedule": "reschedule.pick",
+    "cancel": "cancel.pick",
+    "my_appointments": "appointments.list",
+}
+
+
+class NotSetUp(RuntimeError):
+    """No clinic in the database: run ``telemed demo`` or create one."""
+
+
+@dataclass(frozen=True)
+class HandleResult:
+    duplicate: bool
+    replies: tuple[Reply, ...]
+    conversation_id: int | None = None
+
+
+class FlowEngine:
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+
+    # -- public ----------------------------------------------------------------
+
+    def handle(self, msg: InboundMessage) -> HandleResult:
+        started = time.perf_counter()
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            inbound_id = _record_inbound(session, msg, now)
+            if inbound_id is None:
+                log.info("inbound duplicate channel=%s", msg.channel)
+                return HandleResult(duplicate=True, replies=())
+            conversation = _lock_conversation(session, msg.channel, msg.address, now)
+            step_before = conversation.step
+            identity = get_or_create_identity(session, msg.channel, msg.address, now=now)
+            identity.last_inbound_at = now
+            clinic = default_clinic(session)
+            if clinic is None:
+                raise NotSetUp("no clinic is set up: run `telemed demo` first")
+            replies = self._respond(session, msg, conversation, identity, clinic, now)
+            conversation.updated_at = now
+            # Steps change nested parts of the JSON state in place; always save it.
+            flag_modified(conversation, "data")
+            for reply in replies:
+                outbox.enqueue(
+                    session,
+                    channel=msg.channel,
+                    address=msg.address,
+                    reply=reply,
+                    now=now,
+                    conversation_id=conversation.id,
+                    inbound_id=inbound_id,
+                )
+        # Ids and steps only: bodies and addresses never reach logs above DEBUG.
+        log.info(
+            "inbound handled channel=%s conversation=%s step=%s->%s replies=%d ms=%.1f",
+            msg.channel,
+            conversation.id,
+            step_before,
+            conversation.step,
+            len(replies),
+            (time.perf_counter() - started) * 1000,
+        )
+        return HandleResult(False, tuple(replies), conversation.id)
+
+    def set_language(self, channel: str, address: str, lang: str) -> None:
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            conversation = _lock_conversation(session, channel, address, now)
+            identity = get_or_create_identity(session, channel, address, now=now)
+            conversation.language = identity.language = normalize_language(lang)
+
+    # -- one message -----------------------------------------------------------
+
+    def _respond(
+        self,
+        session: Session,
+        msg: InboundMessage,
+        conversation: Conversation,
+        identity: ChannelIdentity,
+        clinic: Clinic,
+        now: datetime,
+    ) -> list[Reply]:
+        text = " ".join(msg.text.split())[:MAX_READ]
+        folded = fold(text)
+        lang = self._language(conversation, identity, text)
+        patient_tz = identity.patient.timezone if identity.patient else None
+        ctx = Ctx(
+            session=session,
+            settings=self.settings,
+            clock=self.clock,
+            now=now,
+            clinic=clinic,
+            identity=identity,
+            conversation=conversation,
+            lang=lang,
+            tz=patient_tz or clinic.timezone,
+            message=msg,
+        )
+
+        consent = self._consent(ctx, folded)
+        if consent is not None:
+            return consent
+
+        if conversation.step and self._timed_out(conversation, now):
+            conversation.data = {"resume": [conversation.step, conversation.data]}
+            return self._enter(ctx, "system.resume", None)
+
+        if folded in MENU_WORDS:
+            return self._enter(ctx, "menu.main", None)
+        if folded in HELP_WORDS or text == "?":
+            return [self._help(ctx)]  # the conversation stays where it was
+        if folded in LANGUAGE_WORDS:
+            return self._enter(ctx, "menu.language", None)
+
+        step = registry.get(conversation.step) if conversation.step else None
+        if step is not None:
+            options = conversation.data.get("options") or []
+            ctx.choice = match_option(text, options, msg.button_payload) if options else None
+            if ctx.choice is None:
+                started = self._start_by_intent(ctx, text, only_commands=True)
+                if started is not None:
+                    return started
+            return self._apply(ctx, step.name, step.handle(ctx, text))
+
+        started = self._start_by_intent(ctx, text, only_commands=False)
+        return started if started is not None else self._enter(ctx, "menu.main", None)
+
+    def _start_by_intent(self, ctx: Ctx, text: str, *, only_commands: bool) -> list[Reply] | None:
+        """Start the flow the patient asked for. Mid-flow (``only_commands``) it
+        takes a clear request ("book", "cancel my appointment"); free text
+        such as "tomorrow at 3" stays with the current step."""
+        if not text:
+            return None if only_commands else self._enter(ctx, "menu.main", None)
+        intent = classify_intent(text, ctx.lang)
+        if intent == "opt_out":
+            intent = "cancel"  # only a lone CANCEL off SMS gets here (see _consent)
+        if (
+            intent == "cancel"
+            and ctx.conversation.step
+            and ctx.conversation.step.startswith("cancel.")
+        ):
+            return None  # "yes, cancel it" answers the cancel flow's own question
+        target = FLOW_INTENTS.get(intent)
+        if target is not None:
+            ctx.conversation.data = {"request": text}
+            return self._enter(ctx, target, None)
+        if only_commands:
+            return None
+        if intent == "help":
+            return [self._help(ctx)]
+        if registry.mentions_booking_details(ctx, text):
+            # "tomorrow afternoon with the dermatologist": a booking request without the verb.
+            ctx.conversation.data = {"request": text}
+            return self._enter(ctx, "booking.practitioner", None)
+        return None
+
+    # -- steps -----------------------------------------------------------------
+
+    def _enter(self, ctx: Ctx, step_name: str, notice: str | None) -> list[Reply]:
+        step = registry.get(step_name)
+        assert step is not None, step_name
+        ctx.conversation.flow, _, _ = step_name.partition(".")
+        ctx.conversation.step = step_name
+        entered = getattr(step, "enter", None)
+        if entered is not None:
+            # Steps that can act on what was already said ("book with Dr Ruiz tomorrow").
+            outcome: Outcome | None = entered(ctx)
+            if outcome is not None:
+                return self._apply(ctx, step_name, outcome)
+        ctx.data.pop("options", None)
+        return step.prompt(ctx, notice)
+
+    def _apply(self, ctx: Ctx, current: str, outcome: Outcome) -> list[Reply]:
+        replies = list(outcome.replies)
+        if outcome.next == END:
+            ctx.conversation.flow = ctx.conversation.step = None
+            ctx.conversation.data = {}
+            return replies
+        if outcome.next is None:
+            if not outcome.reprompt:
+                return replies + ([Reply(outcome.notice)] if outcome.notice else [])
+            step = registry.get(current)
+            assert step is not None
+            return replies + step.prompt(ctx, outcome.notice)
+        return replies + self._enter(ctx, outcome.next, outcome.notice)
+
+    # -- language, consent, time-outs ----------------------------------------
+
+    def _help(self, ctx: Ctx) -> Reply:
+        return Reply(ctx.t("help.text", clinic=ctx.clinic.name, phone=ctx.clinic.phone or "-"))
+
+    def _language(self, conversation: Conversation, identity: ChannelIdentity, text: str) -> str:
+        chosen = identity.language
+        detected = detect_language(text) if not chosen else None
+        lang = chosen or detected or conversation.language or self.settings.default_language
+        conversation.language = normalize_language(lang)
+        return conversation.language
+
+    def _consent(self, ctx: Ctx, folded: str) -> list[Reply] | None:
+        """Opt-out words stop every reply at once; START brings them back.
+
+        A lone CANCEL is an opt-out on SMS (carriers treat it so); elsewhere
+        it is the patient asking to cancel.
+        """
+        identity = ctx.identity
+        opt_out = folded in OPT_OUT_WORDS and not (
+            folded == "cancel" and ctx.message.channel != "sms"
+        )
+        if identity.opted_out_at is not None:
+            if folded in OPT_IN_WORDS:
+                identity.opted_out_at = None
+                return [Reply(ctx.t("consent.opted_in"))]
+            if folded in HELP_WORDS:
+                return [
+                    Reply(
+                        ctx.t(
+                            "consent.help_opted_out",
+                            clinic=ctx.clinic.name,
+                            phone=ctx.clinic.phone or "",
+                        )
+                    )
+                ]
+            return []
+        if opt_out:
+            identity.opted_out_at = ctx.now
+            ctx.conversation.flow = ctx.conversation.step = None
+            ctx.conversation.data = {}
+            return [Reply(ctx.t("consent.opted_out"), purpose="consent")]
+        return None
+
+    def _timed_out(self, conversation: Conversation, now: datetime) -> bool:
+        idle = now - conversation.updated_at
+        return idle > timedelta(minutes=self.settings.conversation_timeout_minutes)
+
+
+def _record_inbound(session: Session, msg: InboundMessage, now: datetime) -> int | None:
+    """Insert the message once; ``None`` when this provider id was seen before."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    row_id = session.execute(
+        insert(InboundLog)
+        .values(
+            channel=msg.channel,
+            provider_message_id=msg.provider_message_id,
+            address=msg.address,
+            body=msg.text,
+            media=[_media_json(m) for m in msg.media],
+            received_at=msg.received_at or now,
+        )
+        .on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
+        .returning(InboundLog.id)
+    ).scalar()
+    return row_id
+
+
+def _media_json(media: Media) -> dict[str, str]:
+    return {"content_type": media.content_type, "reference": media.reference}
+
+
+def _lock_conversation(session: Session, channel: str, address: str, now: datetime) -> Conversation:
+    """The conversation row, locked for this transaction (SQLite: the whole
+    database is, as every transaction begins IMMEDIATE)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(Conversation)
+        .values(channel=channel, address=address, data={}, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["channel", "address"])
+    )
+    query = select(Conversation).where(
+        Conversation.channel == channel, Conversation.address == address
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalars(query).one()

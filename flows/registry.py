@@ -1,0 +1,38 @@
+"""Every step by name, and the cheap checks the engine needs across flows."""
+
+from __future__ import annotations
+
+from core import scheduling
+from core.nlu import parse_when
+from flows import booking, manage, menu
+from flows.context import Ctx, Step
+
+STEPS: dict[str, Step] = {
+    step.name: step
+    for step in (
+        menu.MainMenu(),
+        menu.Language(),
+        menu.Resume(),
+        booking.ChoosePractitioner(),
+        booking.ChooseDay(),
+        booking.ChooseSlot(),
+        booking.AskName(),
+        booking.AskDob(),
+        booking.Confirm(),
+        manage.MyAppointments(),
+        manage.PickToReschedule(),
+        manage.PickToCancel(),
+        manage.ConfirmCancel(),
+    )
+}
+
+
+def get(name: str) -> Step | None:
+    return STEPS.get(name)
+
+
+def mentions_booking_details(ctx: Ctx, text: str) -> bool:
+    """Does free text name a time or a doctor, as in "tuesday with Dr Ruiz"?"""
+    if parse_when(text, ctx.lang, ctx.now, ctx.tz) is not None:
+        return True
+    return bool(text.strip()) and bool(scheduling.find_practitioners(ctx.session, text, ctx.lang))
