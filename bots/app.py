@@ -1,0 +1,226 @@
+"""Composition root: the FastAPI app and the background loops of each role.
+
+Roles: ``all`` (web + dispatcher + scheduler, the embedded default), ``web``,
+``worker`` (dispatcher) and ``scheduler``. ``telemed serve`` runs ``web`` and
+``all`` under uvicorn; ``worker`` and ``scheduler`` run ``Background`` alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from bots.dispatcher import Dispatcher
+from channels.base import Channel
+from core import migrate
+from core.clock import Clock, SystemClock
+from core.db import Database
+from core.settings import Settings, load_settings
+from web import api
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+Role = Literal["all", "web", "worker", "scheduler"]
+ROLES: tuple[str, ...] = ("all", "web", "worker", "scheduler")
+DISPATCH_INTERVAL_S = 1.0
+
+
+def channel_status(settings: Settings) -> list[tuple[str, bool, str]]:
+    """(channel, on, why) for each provider, for the start-up banner."""
+    status: list[tuple[str, bool, str]] = []
+    twilio_missing = [
+        name
+        for name, value in (
+            ("TELEMED_TWILIO_ACCOUNT_SID", settings.twilio_account_sid),
+            ("TELEMED_TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
+        )
+        if not value
+    ]
+    if twilio_missing:
+        status.append(("twilio", False, ", ".join(f"{name} unset" for name in twilio_missing)))
+    else:
+        status.append(
+            ("twilio", False, "credentials set; the adapter comes with the channels issue")
+        )
+    if not settings.telegram_bot_token:
+        status.append(("telegram", False, "TELEMED_TELEGRAM_BOT_TOKEN unset"))
+    else:
+        status.append(("telegram", False, "token set; the adapter comes with the channels issue"))
+    return status
+
+
+def channel_banner(settings: Settings) -> list[str]:
+    return [
+        f"{name}: {'on' if on else 'off'} ({why})" for name, on, why in channel_status(settings)
+    ]
+
+
+def build_senders(settings: Settings) -> dict[str, Channel]:
+    """The provider channels this process can send through (none until the channels issue)."""
+    return {}
+
+
+class Background:
+    """The dispatcher loop and the scheduler of a role, started and stopped together."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clock: Clock,
+        role: str,
+        *,
+        senders: dict[str, Channel] | None = None,
+        dispatch_interval_s: float = DISPATCH_INTERVAL_S,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.role = role
+        self.dispatcher = Dispatcher(
+            db, build_senders(settings) if senders is None else senders, clock
+        )
+        self.dispatch_interval_s = dispatch_interval_s
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+
+    @property
+    def runs_dispatcher(self) -> bool:
+        return self.role in ("all", "worker")
+
+    @property
+    def runs_scheduler(self) -> bool:
+        return self.role in ("all", "scheduler")
+
+    async def start(self) -> None:
+        if self.runs_dispatcher:
+            self._stop.clear()
+            self._task = asyncio.create_task(
+                self.dispatcher.run_forever(self.dispatch_interval_s, self._stop),
+                name="telemed-dispatcher",
+            )
+        if self.runs_scheduler:
+            from bots.scheduler import create_scheduler
+
+            self.scheduler = create_scheduler(
+                self.db, self.clock, tick_seconds=self.settings.scheduler_tick_seconds
+            )
+            self.scheduler.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=20)
+            except TimeoutError:
+                self._task.cancel()
+            self._task = None
+
+    async def run_until(self, stop_event: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop_event.wait()
+        finally:
+            await self.stop()
+
+
+class Health(BaseModel):
+    status: str
+    reason: str | None = None
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    clock: Clock | None = None,
+    role: str = "all",
+    senders: dict[str, Channel] | None = None,
+    dispatch_interval_s: float = DISPATCH_INTERVAL_S,
+) -> FastAPI:
+    """The HTTP app; for roles all/worker/scheduler its lifespan also runs the loops."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    settings = settings if settings is not None else load_settings()
+    owns_db = db is None
+    database = db if db is not None else Database(settings.database_url)
+    the_clock: Clock = clock if clock is not None else SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        background = Background(
+            database,
+            settings,
+            the_clock,
+            role,
+            senders=senders,
+            dispatch_interval_s=dispatch_interval_s,
+        )
+        app.state.background = background
+        await background.start()
+        try:
+            yield
+        finally:
+            await background.stop()
+            if owns_db:
+                database.dispose()
+
+    app = FastAPI(
+        title="telemed",
+        version=_version(),
+        summary="Messaging-first telemedicine: booking over SMS, WhatsApp and Telegram",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.engine = database.engine
+    app.state.clock = the_clock
+    app.state.role = role
+
+    @app.get("/healthz", response_model=Health, response_model_exclude_none=True, tags=["health"])
+    def healthz() -> Health:
+        """Liveness: the process answers."""
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        response_model_exclude_none=True,
+        responses={503: {"model": Health, "description": "not ready, with the reason"}},
+        tags=["health"],
+    )
+    def readyz(request: Request) -> Any:
+        """Readiness: the database answers and its migrations are current."""
+        database: Database = request.app.state.db
+        try:
+            behind = migrate.pending(database.engine)
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not ready"
+            reason = f"database unreachable ({type(exc).__name__})"
+            return JSONResponse({"status": "unavailable", "reason": reason}, 503)
+        if behind:
+            reason = "database migrations pending (run: telemed db upgrade)"
+            return JSONResponse({"status": "unavailable", "reason": reason}, 503)
+        return Health(status="ok")
+
+    app.include_router(api.router, prefix="/api/v1")
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    with contextlib.suppress(PackageNotFoundError):
+        return version("telemed")
+    return "0.0.0"

@@ -1,0 +1,79 @@
+"""Periodic ticks (APScheduler 3 on the app's event loop).
+
+APScheduler only ticks: every ``TELEMED_SCHEDULER_TICK_SECONDS`` each tick
+job runs in its own short transaction and claims its due work atomically, so
+any number of processes may run the scheduler. Reminders and no-show chasing
+join ``TICK_JOBS`` with their issues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.orm import Session
+
+from core.clock import Clock
+from core.db import Database
+from core.logs import get_logger
+
+log = get_logger(__name__)
+
+TickJob = Callable[[Session, datetime], object]
+
+
+def release_expired_holds(session: Session, now: datetime) -> object:
+    """Free slots whose hold ran out before the patient confirmed."""
+    from core import scheduling
+
+    return scheduling.release_expired_holds(session, now=now)
+
+
+# (name, job): each runs once per tick, in its own transaction.
+TICK_JOBS: list[tuple[str, TickJob]] = [
+    ("release_expired_holds", release_expired_holds),
+]
+
+
+def run_tick(
+    db: Database, clock: Clock, jobs: Sequence[tuple[str, TickJob]] | None = None
+) -> dict[str, object]:
+    """Run every tick job once; one failing job does not stop the others."""
+    results: dict[str, object] = {}
+    for name, job in TICK_JOBS if jobs is None else jobs:
+        try:
+            with db.transaction() as session:
+                results[name] = job(session, clock.now())
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            log.warning("tick_job_failed", job=name, error_type=type(exc).__name__)
+            results[name] = exc
+    return results
+
+
+def create_scheduler(
+    db: Database,
+    clock: Clock,
+    *,
+    tick_seconds: float,
+    jobs: Sequence[tuple[str, TickJob]] | None = None,
+) -> AsyncIOScheduler:
+    """A scheduler with one interval job running the tick; call ``start()`` on a running loop.
+
+    The tick is a plain function, so APScheduler runs it in the loop's default
+    executor and the database work never blocks the event loop.
+    """
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_job(
+        run_tick,
+        "interval",
+        seconds=tick_seconds,
+        args=[db, clock, jobs],
+        id="tick",
+        name="telemed tick",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+        next_run_time=datetime.now(UTC),
+    )
+    return scheduler

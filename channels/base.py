@@ -1,0 +1,36 @@
+"""The interface every transport implements.
+
+A channel turns a channel-neutral ``Reply`` into a provider call. Verifying and
+parsing inbound provider payloads join this interface with the channels issue;
+for now the dispatcher only needs ``name`` and ``send``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from core.messages import Reply
+
+
+class SendError(Exception):
+    """A send that did not go through.
+
+    ``retryable=False`` means trying again cannot help (an invalid number, a
+    blocked recipient): the dispatcher marks the message failed at once. Any
+    other exception raised by ``send`` is treated as retryable.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """A transport that can deliver replies to one kind of address."""
+
+    name: str
+
+    async def send(self, address: str, reply: Reply) -> str | None:
+        """Deliver ``reply`` to ``address``; return the provider's message id, if any."""
+        ...
