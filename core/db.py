@@ -8,6 +8,8 @@ without PostgreSQL's row locks and exclusion constraint.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,6 +75,12 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer. Threads of this process queue here instead of
+        # in SQLite's busy handler, whose sleeps would make waits long and
+        # uneven; other processes are still handled by the busy timeout.
+        self._writer: threading.RLock | contextlib.nullcontext[None] = (
+            threading.RLock() if is_sqlite(self.engine) else contextlib.nullcontext()
+        )
 
     @property
     def dialect(self) -> str:
@@ -81,7 +89,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One transaction: committed on success, rolled back on any error."""
-        with self._sessions() as session, session.begin():
+        with self._writer, self._sessions() as session, session.begin():
             yield session
 
     def ping(self) -> None:

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from core.models import ChannelIdentity, Clinic, Patient
 
@@ -24,11 +24,12 @@ def get_or_create_identity(
     Insert-if-absent is done in SQL so two first messages racing on
     PostgreSQL do not trip the unique key.
     """
-    identity = session.scalars(
-        select(ChannelIdentity).where(
-            ChannelIdentity.channel == channel, ChannelIdentity.address == address
-        )
-    ).first()
+    query = (
+        select(ChannelIdentity)
+        .where(ChannelIdentity.channel == channel, ChannelIdentity.address == address)
+        .options(joinedload(ChannelIdentity.patient))
+    )
+    identity = session.scalars(query).first()
     if identity is not None:
         return identity
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert

@@ -38,6 +38,7 @@ __all__ = ["FlowEngine", "HandleResult", "NotSetUp", "find_or_create_patient_by_
 
 # Only this much of a message is read for meaning; all of it is stored.
 MAX_READ = 500
+CLINIC_TTL = 30.0
 
 MENU_WORDS = {"menu", "menú", "main menu", "inicio", "start over", "empezar de nuevo", "volver"}
 HELP_WORDS = {"help", "ayuda", "info", "?", "informacion", "información"}
@@ -84,6 +85,7 @@ class FlowEngine:
         self.db = db
         self.settings = settings
         self.clock = clock
+        self._clinic_cache: tuple[float, Clinic] | None = None
 
     # -- public ----------------------------------------------------------------
 
@@ -99,9 +101,7 @@ class FlowEngine:
             step_before = conversation.step
             identity = get_or_create_identity(session, msg.channel, msg.address, now=now)
             identity.last_inbound_at = now
-            clinic = default_clinic(session)
-            if clinic is None:
-                raise NotSetUp("no clinic is set up: run `telemed demo` first")
+            clinic = self._clinic(session)
             replies = self._respond(session, msg, conversation, identity, clinic, now)
             conversation.updated_at = now
             # Steps change nested parts of the JSON state in place; always save it.
@@ -127,6 +127,19 @@ class FlowEngine:
             (time.perf_counter() - started) * 1000,
         )
         return HandleResult(False, tuple(replies), conversation.id)
+
+    def _clinic(self, session: Session) -> Clinic:
+        """The clinic, read at most every CLINIC_TTL seconds: it changes rarely
+        and every message needs it. The cached row is detached and read-only."""
+        cached = self._clinic_cache
+        if cached is not None and time.monotonic() - cached[0] < CLINIC_TTL:
+            return cached[1]
+        clinic = default_clinic(session)
+        if clinic is None:
+            raise NotSetUp("no clinic is set up: run `telemed demo` first")
+        session.expunge(clinic)
+        self._clinic_cache = (time.monotonic(), clinic)
+        return clinic
 
     def set_language(self, channel: str, address: str, lang: str) -> None:
         now = self.clock.now()
@@ -326,14 +339,17 @@ def _lock_conversation(session: Session, channel: str, address: str, now: dateti
     """The conversation row, locked for this transaction (SQLite: the whole
     database is, as every transaction begins IMMEDIATE)."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        insert(Conversation)
-        .values(channel=channel, address=address, data={}, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["channel", "address"])
-    )
     query = select(Conversation).where(
         Conversation.channel == channel, Conversation.address == address
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
+    conversation = session.scalars(query).first()
+    if conversation is not None:
+        return conversation
+    session.execute(
+        insert(Conversation)
+        .values(channel=channel, address=address, data={}, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["channel", "address"])
+    )
     return session.scalars(query).one()

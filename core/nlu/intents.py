@@ -471,10 +471,57 @@ def classify_intent(text: str, lang: str) -> str:
         return "other"
     primary = _language(lang)
     other = "es" if primary == "en" else "en"
+    present = frozenset(words)
     for language, fuzzy in ((primary, True), (other, False)):
+        # Words with a typo stand in for the keyword they misspell; patterns
+        # whose every slot cannot be met by these words are not tried at all.
+        near = present | _typo_targets(present, language) if fuzzy else present
+        index = _first_slot_index(language)
+        exact = {id(p) for w in present for p in index.get(w, ())}
+        typo = {id(p) for w in near for p in index.get(w, ())} if fuzzy else set()
+        if not exact and not typo:
+            continue
         for intent, patterns in _rules(language):
-            if any(_matches(words, p, False) for p in patterns):
+            if any(
+                id(p) in exact and _possible(p, present) and _matches(words, p, False)
+                for p in patterns
+            ):
                 return intent
-            if fuzzy and any(_matches(words, p, True) for p in patterns):
+            if fuzzy and any(
+                id(p) in typo and _possible(p, near) and _matches(words, p, True) for p in patterns
+            ):
                 return intent
     return "other"
+
+
+def _possible(pattern: _Pattern, present: frozenset[str]) -> bool:
+    return all(not present.isdisjoint(slot) for slot in pattern.slots)
+
+
+@cache
+def _first_slot_index(lang: str) -> dict[str, tuple[_Pattern, ...]]:
+    """Keyword -> the patterns whose first slot it can fill; a pattern none of
+    whose first-slot words is in the message cannot match."""
+    index: dict[str, list[_Pattern]] = {}
+    for _intent, patterns in _rules(lang):
+        for pattern in patterns:
+            for keyword in pattern.slots[0] if pattern.slots else ():
+                index.setdefault(keyword, []).append(pattern)
+    return {k: tuple(v) for k, v in index.items()}
+
+
+@cache
+def _keywords(lang: str) -> frozenset[str]:
+    return frozenset(
+        kw
+        for _intent, patterns in _rules(lang)
+        for p in patterns
+        for slot in p.slots
+        for kw in slot
+    )
+
+
+def _typo_targets(present: frozenset[str], lang: str) -> frozenset[str]:
+    return frozenset(
+        kw for kw in _keywords(lang) if kw not in present and any(_typo_of(w, kw) for w in present)
+    )
