@@ -443,3 +443,24 @@ def test_stop_silences_until_start(engine: FlowEngine) -> None:
 def test_lone_cancel_opts_out_on_sms_but_not_on_telegram(engine: FlowEngine) -> None:
     assert "unsubscribed" in chat(engine, "+15555550999").say("CANCEL")
     assert "no upcoming appointments" in chat(engine, "4242", channel="telegram").say("cancel")
+
+
+def test_reschedule_and_list_in_spanish_by_free_text(engine: FlowEngine, db: Database) -> None:
+    c = chat(engine, "+34600111333")
+    c.say("quiero una cita con el dermatólogo el miércoles a las 11")
+    c.say("Lucía Gómez")
+    c.say("3 de marzo de 1990")
+    assert "Cita reservada: Dr Ben Okafor, mié 15 de abr, 11:00" in c.say("sí")
+    verify_dialog(
+        c,
+        [
+            ("¿cuándo es mi cita?", ["Sus próximas citas (1)", "mié 15 de abr, 11:00"]),
+            (
+                "quiero cambiar mi cita al jueves por la mañana",
+                ["Horas libres el jue 16 de abr", "10:00"],
+            ),
+            ("la de las 10:40", ["jue 16 de abr, 10:40", "en lugar del mié 15 de abr, 11:00"]),
+            ("vale", "Cita cambiada"),
+        ],
+    )
+    assert [a.status for a in appointments(db)] == ["cancelled", "booked"]
