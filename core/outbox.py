@@ -8,14 +8,14 @@ and a crashed dispatcher's rows come back after the lease.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.messages import Reply
-from core.models import OutboxMessage
+from core.models import OutboxMessage, table_of
 
 MAX_ATTEMPTS = 5
 LEASE = timedelta(seconds=60)
@@ -45,6 +45,39 @@ def enqueue(
     )
     session.add(row)
     return row
+
+
+def enqueue_many(
+    session: Session,
+    *,
+    channel: str,
+    address: str,
+    replies: Sequence[Reply],
+    now: datetime,
+    conversation_id: int | None = None,
+    inbound_id: int | None = None,
+) -> None:
+    """Queue a message's replies with one INSERT (the hot path: no ORM objects)."""
+    if not replies:
+        return
+    session.execute(
+        insert(table_of(OutboxMessage)),
+        [
+            {
+                "channel": channel,
+                "address": address,
+                "conversation_id": conversation_id,
+                "inbound_id": inbound_id,
+                "payload": reply.to_json(),
+                "purpose": reply.purpose,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for reply in replies
+        ],
+    )
 
 
 def claim_due(

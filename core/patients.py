@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
-from core.models import ChannelIdentity, Clinic, Patient
+from core.models import ChannelIdentity, Clinic, Patient, table_of
+
+# Built once and reused: on every message, building and keying a statement
+# costs more than running it.
+_IDENTITY = (
+    select(ChannelIdentity)
+    .where(
+        ChannelIdentity.channel == bindparam("channel"),
+        ChannelIdentity.address == bindparam("address"),
+    )
+    .options(joinedload(ChannelIdentity.patient))
+)
+_TOUCH = (
+    update(table_of(ChannelIdentity))
+    .where(table_of(ChannelIdentity).c.id == bindparam("identity_id"))
+    .values(last_inbound_at=bindparam("now"))
+)
 
 
 def default_clinic(session: Session) -> Clinic | None:
@@ -24,12 +41,7 @@ def get_or_create_identity(
     Insert-if-absent is done in SQL so two first messages racing on
     PostgreSQL do not trip the unique key.
     """
-    query = (
-        select(ChannelIdentity)
-        .where(ChannelIdentity.channel == channel, ChannelIdentity.address == address)
-        .options(joinedload(ChannelIdentity.patient))
-    )
-    identity = session.scalars(query).first()
+    identity = session.scalars(_IDENTITY, {"channel": channel, "address": address}).first()
     if identity is not None:
         return identity
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
@@ -44,6 +56,13 @@ def get_or_create_identity(
         )
     ).one()
     return identity
+
+
+def touch_identity(session: Session, identity: ChannelIdentity, now: datetime) -> None:
+    """Record the patient's latest message (WhatsApp's 24-hour window counts
+    from it) with one UPDATE, leaving the ORM object clean."""
+    session.execute(_TOUCH, {"identity_id": identity.id, "now": now})
+    set_committed_value(identity, "last_inbound_at", now)
 
 
 def patient_for_identity(

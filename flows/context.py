@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from core.clock import Clock
 from core.i18n import t
 from core.messages import InboundMessage, Option, Reply
-from core.models import ChannelIdentity, Clinic, Conversation
+from core.models import ChannelIdentity, Clinic
 from core.settings import Settings
+from flows.state import ConversationState
 
 END = "end"
 
@@ -57,7 +58,7 @@ class Ctx:
     now: datetime
     clinic: Clinic
     identity: ChannelIdentity
-    conversation: Conversation
+    conversation: ConversationState
     lang: str
     tz: str
     message: InboundMessage

@@ -13,24 +13,30 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified
 
 from core import outbox
 from core.clock import Clock
 from core.db import Database
 from core.i18n import normalize_language
 from core.messages import InboundMessage, Media, Reply
-from core.models import ChannelIdentity, Clinic, Conversation, InboundLog
+from core.models import ChannelIdentity, Clinic, InboundLog, table_of
 from core.nlu import classify_intent, detect_language
-from core.patients import default_clinic, find_or_create_patient_by_phone, get_or_create_identity
+from core.patients import (
+    default_clinic,
+    find_or_create_patient_by_phone,
+    get_or_create_identity,
+    touch_identity,
+)
 from core.settings import Settings
-from flows import registry
+from flows import registry, state
 from flows.context import END, Ctx, Outcome, fold, match_option
+from flows.state import ConversationState
 
 log = logging.getLogger("telemed.flows")
 
@@ -97,25 +103,22 @@ class FlowEngine:
             if inbound_id is None:
                 log.info("inbound duplicate channel=%s", msg.channel)
                 return HandleResult(duplicate=True, replies=())
-            conversation = _lock_conversation(session, msg.channel, msg.address, now)
+            conversation = state.lock(session, msg.channel, msg.address, now)
             step_before = conversation.step
             identity = get_or_create_identity(session, msg.channel, msg.address, now=now)
-            identity.last_inbound_at = now
+            touch_identity(session, identity, now)
             clinic = self._clinic(session)
             replies = self._respond(session, msg, conversation, identity, clinic, now)
-            conversation.updated_at = now
-            # Steps change nested parts of the JSON state in place; always save it.
-            flag_modified(conversation, "data")
-            for reply in replies:
-                outbox.enqueue(
-                    session,
-                    channel=msg.channel,
-                    address=msg.address,
-                    reply=reply,
-                    now=now,
-                    conversation_id=conversation.id,
-                    inbound_id=inbound_id,
-                )
+            state.save(session, conversation, now)
+            outbox.enqueue_many(
+                session,
+                channel=msg.channel,
+                address=msg.address,
+                replies=replies,
+                now=now,
+                conversation_id=conversation.id,
+                inbound_id=inbound_id,
+            )
         # Ids and steps only: bodies and addresses never reach logs above DEBUG.
         log.info(
             "inbound handled channel=%s conversation=%s step=%s->%s replies=%d ms=%.1f",
@@ -144,9 +147,10 @@ class FlowEngine:
     def set_language(self, channel: str, address: str, lang: str) -> None:
         now = self.clock.now()
         with self.db.transaction() as session:
-            conversation = _lock_conversation(session, channel, address, now)
+            conversation = state.lock(session, channel, address, now)
             identity = get_or_create_identity(session, channel, address, now=now)
             conversation.language = identity.language = normalize_language(lang)
+            state.save(session, conversation, now)
 
     # -- one message -----------------------------------------------------------
 
@@ -154,7 +158,7 @@ class FlowEngine:
         self,
         session: Session,
         msg: InboundMessage,
-        conversation: Conversation,
+        conversation: ConversationState,
         identity: ChannelIdentity,
         clinic: Clinic,
         now: datetime,
@@ -268,7 +272,9 @@ class FlowEngine:
     def _help(self, ctx: Ctx) -> Reply:
         return Reply(ctx.t("help.text", clinic=ctx.clinic.name, phone=ctx.clinic.phone or "-"))
 
-    def _language(self, conversation: Conversation, identity: ChannelIdentity, text: str) -> str:
+    def _language(
+        self, conversation: ConversationState, identity: ChannelIdentity, text: str
+    ) -> str:
         chosen = identity.language
         detected = detect_language(text) if not chosen else None
         lang = chosen or detected or conversation.language or self.settings.default_language
@@ -307,49 +313,41 @@ class FlowEngine:
             return [Reply(ctx.t("consent.opted_out"), purpose="consent")]
         return None
 
-    def _timed_out(self, conversation: Conversation, now: datetime) -> bool:
+    def _timed_out(self, conversation: ConversationState, now: datetime) -> bool:
         idle = now - conversation.updated_at
         return idle > timedelta(minutes=self.settings.conversation_timeout_minutes)
 
 
+@cache
+def _insert_inbound(dialect: str) -> Insert:
+    table = table_of(InboundLog)
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(table)
+        .values({c: bindparam(c) for c in INBOUND_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
+        .returning(table.c.id)
+    )
+
+
+INBOUND_COLUMNS = ("channel", "provider_message_id", "address", "body", "media", "received_at")
+
+
 def _record_inbound(session: Session, msg: InboundMessage, now: datetime) -> int | None:
     """Insert the message once; ``None`` when this provider id was seen before."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     row_id = session.execute(
-        insert(InboundLog)
-        .values(
-            channel=msg.channel,
-            provider_message_id=msg.provider_message_id,
-            address=msg.address,
-            body=msg.text,
-            media=[_media_json(m) for m in msg.media],
-            received_at=msg.received_at or now,
-        )
-        .on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
-        .returning(InboundLog.id)
+        _insert_inbound(session.get_bind().dialect.name),
+        {
+            "channel": msg.channel,
+            "provider_message_id": msg.provider_message_id,
+            "address": msg.address,
+            "body": msg.text,
+            "media": [_media_json(m) for m in msg.media],
+            "received_at": msg.received_at or now,
+        },
     ).scalar()
     return row_id
 
 
 def _media_json(media: Media) -> dict[str, str]:
     return {"content_type": media.content_type, "reference": media.reference}
-
-
-def _lock_conversation(session: Session, channel: str, address: str, now: datetime) -> Conversation:
-    """The conversation row, locked for this transaction (SQLite: the whole
-    database is, as every transaction begins IMMEDIATE)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    query = select(Conversation).where(
-        Conversation.channel == channel, Conversation.address == address
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    conversation = session.scalars(query).first()
-    if conversation is not None:
-        return conversation
-    session.execute(
-        insert(Conversation)
-        .values(channel=channel, address=address, data={}, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["channel", "address"])
-    )
-    return session.scalars(query).one()
