@@ -275,10 +275,18 @@ class FlowEngine:
     def _language(
         self, conversation: ConversationState, identity: ChannelIdentity, text: str
     ) -> str:
-        chosen = identity.language
-        detected = detect_language(text) if not chosen else None
-        lang = chosen or detected or conversation.language or self.settings.default_language
-        conversation.language = normalize_language(lang)
+        """The language the patient chose; else the one detected from their first
+        message, kept unless they clearly write a sentence in the other one
+        (a short "ok" or "hola" does not switch)."""
+        lang = identity.language
+        if not lang:
+            detected = detect_language(text)
+            current = conversation.language
+            if current is None or (detected and detected != current and len(text.split()) >= 3):
+                lang = detected or current
+            else:
+                lang = current
+        conversation.language = normalize_language(lang or self.settings.default_language)
         return conversation.language
 
     def _consent(self, ctx: Ctx, folded: str) -> list[Reply] | None:

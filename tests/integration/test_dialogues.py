@@ -464,3 +464,16 @@ def test_reschedule_and_list_in_spanish_by_free_text(engine: FlowEngine, db: Dat
         ],
     )
     assert [a.status for a in appointments(db)] == ["cancelled", "booked"]
+
+
+def test_detected_language_is_kept_for_short_replies(engine: FlowEngine) -> None:
+    c = chat(engine, "+34600111444")
+    verify_dialog(
+        c,
+        [
+            ("hola, quiero una cita", "¿Con quién desea la cita?"),
+            ("ok", "No encontré ese médico"),
+            ("2", "¿Cuándo desea ver a Dr Ben Okafor?"),
+            ("I would prefer english please", "didn't catch a day"),
+        ],
+    )
