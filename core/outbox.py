@@ -147,3 +147,38 @@ def mark_failed(
 
 def reply_of(row: OutboxMessage) -> Reply:
     return Reply.from_json(row.payload)
+
+
+# Provider delivery statuses, in the order they can follow one another.
+# Callbacks arrive out of order; a status never moves back to a lower rank.
+_RANK = {
+    "pending": 0,
+    "sending": 1,
+    "accepted": 2,
+    "scheduled": 2,
+    "queued": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+}
+
+
+def record_delivery(
+    session: Session, provider_message_id: str, status: str, *, error_code: str | None = None
+) -> bool:
+    """Apply a provider's status callback; False when it is unknown or stale."""
+    status = status.strip().lower()
+    if status not in _RANK:
+        return False
+    row = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.provider_message_id == provider_message_id)
+    ).first()
+    if row is None or _RANK[status] <= _RANK.get(row.status, 0):
+        return False
+    row.status = status
+    if error_code:
+        row.error = f"provider error {error_code}"[:200]
+    return True

@@ -88,6 +88,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index("ix_outbox_status_due", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_outbox_provider_message_id"), ["provider_message_id"], unique=False
+        )
 
     op.create_table(
         "patients",
@@ -282,6 +285,7 @@ def downgrade() -> None:
     op.drop_table("patients")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_status_due")
+        batch_op.drop_index(batch_op.f("ix_outbox_provider_message_id"))
 
     op.drop_table("outbox")
     with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
