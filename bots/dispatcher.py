@@ -28,6 +28,7 @@ from core.db import Database
 from core.logs import get_logger
 from core.messages import Reply
 from core.models import OutboxMessage
+from core.patients import mark_opted_out
 
 log = get_logger(__name__)
 
@@ -47,6 +48,7 @@ class _Outcome:
     provider_message_id: str | None = None
     error: str | None = None
     retryable: bool = True
+    opted_out: bool = False
     deferred: bool = False  # not tried: an earlier message to the address failed
 
 
@@ -141,6 +143,8 @@ class Dispatcher:
                 elif outcome.deferred:
                     _release(session, job.outbox_id, at=retry_at.get(key, now))
                 else:
+                    if outcome.opted_out:
+                        mark_opted_out(session, job.channel, job.address, now=now)
                     status = outbox.mark_failed(
                         session,
                         job.outbox_id,
@@ -184,7 +188,9 @@ class Dispatcher:
                 sender.send(job.address, job.reply), timeout=self.send_timeout_s
             )
         except SendError as exc:
-            return _Outcome(job, error=f"SendError: {exc}", retryable=exc.retryable)
+            return _Outcome(
+                job, error=f"SendError: {exc}", retryable=exc.retryable, opted_out=exc.opted_out
+            )
         except TimeoutError:
             return _Outcome(job, error=f"TimeoutError: no answer in {self.send_timeout_s:g}s")
         except Exception as exc:  # noqa: BLE001 - any provider error is a retryable failure

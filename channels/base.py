@@ -20,9 +20,12 @@ class SendError(Exception):
     other exception raised by ``send`` is treated as retryable.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, opted_out: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        # The provider refused because the recipient opted out (Twilio 21610,
+        # a Telegram user who blocked the bot): the identity is marked opted out.
+        self.opted_out = opted_out
 
 
 @runtime_checkable

@@ -115,3 +115,11 @@ def find_or_create_patient_by_phone(
         session.flush()
     identity.patient_id = patient.id
     return patient
+
+
+def mark_opted_out(session: Session, channel: str, address: str, *, now: datetime) -> None:
+    """The provider says this recipient opted out (e.g. Twilio 21610): stop
+    every non-essential message to them, as a STOP from them would."""
+    identity = get_or_create_identity(session, channel, address, now=now)
+    if identity.opted_out_at is None:
+        identity.opted_out_at = now

@@ -256,3 +256,17 @@ def test_tick_releases_expired_holds_and_survives_a_failing_job(
         appointment = session.get(Appointment, held_id)
         assert appointment is not None
         assert appointment.status == "cancelled"
+
+
+def test_a_provider_opt_out_marks_the_identity(db: Database, clock: FixedClock) -> None:
+    from core.models import ChannelIdentity
+
+    outbox_id = enqueue(db, clock, ANA, "hello")
+    refusing = FakeChannel(failures=[SendError("21610", retryable=False, opted_out=True)])
+    asyncio.run(Dispatcher(db, {"sms": refusing}, clock).run_once())
+    assert rows(db)[outbox_id].status == "failed"
+    with db.transaction() as session:
+        identity = session.scalars(
+            select(ChannelIdentity).where(ChannelIdentity.address == ANA)
+        ).one()
+        assert identity.opted_out_at == clock.now()
