@@ -13,7 +13,6 @@ later message before an earlier one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,6 +79,7 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.send_timeout_s = send_timeout_s
         self.concurrency = max(1, concurrency)
+        self._wake = asyncio.Event()
 
     async def run_once(self, limit: int = 100, address: str | None = None) -> int:
         """One pass; returns how many rows were claimed (sent, retried or failed)."""
@@ -113,8 +113,24 @@ class Dispatcher:
             if claimed >= limit:
                 await asyncio.sleep(0)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop_event.wait(), timeout=interval_s)
+            await self._idle(stop_event, interval_s)
+
+    def nudge(self) -> None:
+        """New rows are waiting (a webhook just queued replies): pass now, not
+        at the next interval. Call it from the event loop's thread."""
+        self._wake.set()
+
+    async def _idle(self, stop_event: asyncio.Event, interval_s: float) -> None:
+        waiters = [
+            asyncio.ensure_future(stop_event.wait()),
+            asyncio.ensure_future(self._wake.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=interval_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            self._wake.clear()
 
     # -- the two transactions -------------------------------------------------
 
