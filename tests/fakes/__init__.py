@@ -1,0 +1,1 @@
+"""Local fakes of provider APIs for tests and benchmarks."""
