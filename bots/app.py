@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,8 @@ DISPATCH_INTERVAL_S = 1.0
 
 def channel_status(settings: Settings) -> list[tuple[str, bool, str]]:
     """(channel, on, why) for each provider, for the start-up banner."""
+    from channels.twilio import build_twilio_channels
+
     status: list[tuple[str, bool, str]] = []
     twilio_missing = [
         name
@@ -44,16 +47,29 @@ def channel_status(settings: Settings) -> list[tuple[str, bool, str]]:
         )
         if not value
     ]
-    if twilio_missing:
-        status.append(("twilio", False, ", ".join(f"{name} unset" for name in twilio_missing)))
-    else:
-        status.append(
-            ("twilio", False, "credentials set; the adapter comes with the channels issue")
-        )
+    twilio = build_twilio_channels(settings) if not twilio_missing else {}
+    for name, sender in (
+        ("sms", "TELEMED_TWILIO_SMS_FROM"),
+        ("whatsapp", "TELEMED_TWILIO_WHATSAPP_FROM"),
+    ):
+        if twilio_missing:
+            status.append((name, False, ", ".join(f"{m} unset" for m in twilio_missing)))
+        elif name in twilio:
+            status.append(
+                (name, True, f"Twilio, webhook {settings.public_url}/webhooks/twilio/{name}")
+            )
+        else:
+            why = f"{sender} and TELEMED_TWILIO_MESSAGING_SERVICE_SID unset"
+            status.append((name, False, why))
     if not settings.telegram_bot_token:
         status.append(("telegram", False, "TELEMED_TELEGRAM_BOT_TOKEN unset"))
     else:
-        status.append(("telegram", False, "token set; the adapter comes with the channels issue"))
+        secret = (
+            "" if settings.telegram_webhook_secret else "; TELEMED_TELEGRAM_WEBHOOK_SECRET unset!"
+        )
+        status.append(
+            ("telegram", True, f"webhook {settings.public_url}/webhooks/telegram{secret}")
+        )
     return status
 
 
@@ -64,8 +80,15 @@ def channel_banner(settings: Settings) -> list[str]:
 
 
 def build_senders(settings: Settings) -> dict[str, Channel]:
-    """The provider channels this process can send through (none until the channels issue)."""
-    return {}
+    """The provider channels this process can send through (those configured)."""
+    from channels.telegram import build_telegram_channel
+    from channels.twilio import build_twilio_channels
+
+    senders: dict[str, Channel] = dict(build_twilio_channels(settings))
+    telegram = build_telegram_channel(settings)
+    if telegram is not None:
+        senders["telegram"] = telegram
+    return senders
 
 
 class Background:
@@ -215,7 +238,49 @@ def create_app(
         return Health(status="ok")
 
     app.include_router(api.router, prefix="/api/v1")
+    _mount_webhooks(app, settings, database, the_clock)
     return app
+
+
+def _mount_webhooks(app: FastAPI, settings: Settings, database: Database, clock: Clock) -> None:
+    """Provider webhooks: each inbound message runs through the flow engine in
+    one transaction (off the event loop); its replies wait in the outbox and
+    the dispatcher is nudged to send them now."""
+    from starlette.concurrency import run_in_threadpool
+
+    from channels.telegram import telegram_router
+    from channels.twilio import twilio_router
+    from core import outbox
+    from core.messages import InboundMessage
+    from core.patients import mark_opted_out
+    from flows.engine import FlowEngine
+
+    engine = FlowEngine(database, settings, clock)
+
+    async def handle(msg: InboundMessage) -> None:
+        if msg.received_at is None:
+            msg = dataclasses.replace(msg, received_at=clock.now())
+        result = await run_in_threadpool(engine.handle, msg)
+        background: Background | None = getattr(app.state, "background", None)
+        if result.replies and background is not None and background.runs_dispatcher:
+            background.dispatcher.nudge()
+
+    async def on_status(provider_message_id: str, status: str, error_code: str | None) -> None:
+        def record() -> None:
+            with database.transaction() as session:
+                outbox.record_delivery(session, provider_message_id, status, error_code=error_code)
+
+        await run_in_threadpool(record)
+
+    async def on_blocked(chat_id: str) -> None:
+        def record() -> None:
+            with database.transaction() as session:
+                mark_opted_out(session, "telegram", chat_id, now=clock.now())
+
+        await run_in_threadpool(record)
+
+    app.include_router(twilio_router(settings, handle, on_status))
+    app.include_router(telegram_router(settings, handle, on_blocked=on_blocked))
 
 
 def _version() -> str:

@@ -376,7 +376,7 @@ def test_serve_answers_health_and_readiness(cli: Cli) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
-    assert "twilio: off (TELEMED_TWILIO_ACCOUNT_SID unset" in output
+    assert "sms: off (TELEMED_TWILIO_ACCOUNT_SID unset" in output
     assert "telegram: off (TELEMED_TELEGRAM_BOT_TOKEN unset)" in output
     assert "Traceback" not in output
 
