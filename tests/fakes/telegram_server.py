@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -38,9 +37,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from tests.fakes.server import LoopbackServer
 
 TOKEN = "123456789:AAFakeTelegramTokenForTests_0123456789"
 BOT_USERNAME = "telemed_test_bot"
@@ -418,42 +418,18 @@ class FakeTelegram:
         return app
 
 
-class _Server:
-    """uvicorn serving a ``FakeTelegram`` in a daemon thread on a free loopback port."""
-
-    def __init__(self, fake: FakeTelegram) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        port = self._socket.getsockname()[1]
-        config = uvicorn.Config(
-            fake.app, log_level="warning", access_log=False, lifespan="off", loop="asyncio"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        fake.base_url = f"http://127.0.0.1:{port}"
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the fake Telegram server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._socket.close()
+def _serve(fake: FakeTelegram) -> LoopbackServer:
+    """uvicorn serving the fake in a daemon thread on a free loopback port."""
+    server = LoopbackServer(fake.app, "fake Telegram")
+    fake.base_url = server.base_url
+    return server
 
 
 @contextlib.contextmanager
 def running_fake_telegram(token: str = TOKEN) -> Iterator[FakeTelegram]:
     """A fake Bot API server of its own, stopped on exit."""
     fake = FakeTelegram(token)
-    server = _Server(fake)
+    server = _serve(fake)
     server.start()
     try:
         yield fake
@@ -461,7 +437,7 @@ def running_fake_telegram(token: str = TOKEN) -> Iterator[FakeTelegram]:
         server.stop()
 
 
-_shared: tuple[FakeTelegram, _Server] | None = None
+_shared: tuple[FakeTelegram, LoopbackServer] | None = None
 _shared_lock = threading.Lock()
 
 
@@ -471,7 +447,7 @@ def shared_fake_telegram() -> FakeTelegram:
     with _shared_lock:
         if _shared is None:
             fake = FakeTelegram()
-            server = _Server(fake)
+            server = _serve(fake)
             server.start()
             _shared = (fake, server)
         return _shared[0]

@@ -17,7 +17,6 @@ import base64
 import binascii
 import contextlib
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,11 +27,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from channels.sms import segments
+from tests.fakes.server import LoopbackServer
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-auth-token-0123456789abcdef"
@@ -260,36 +259,11 @@ class FakeTwilio:
         }
 
 
-class _Server:
-    """uvicorn serving a ``FakeTwilio`` in a daemon thread on a free loopback port."""
-
-    def __init__(self, fake: FakeTwilio) -> None:
-        self.fake = fake
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        port = self._socket.getsockname()[1]
-        config = uvicorn.Config(
-            fake.app, log_level="warning", access_log=False, lifespan="off", loop="asyncio"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        fake.base_url = f"http://127.0.0.1:{port}"
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the fake Twilio server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._socket.close()
+def _serve(fake: FakeTwilio) -> LoopbackServer:
+    """uvicorn serving the fake in a daemon thread on a free loopback port."""
+    server = LoopbackServer(fake.app, "fake Twilio")
+    fake.base_url = server.base_url
+    return server
 
 
 @contextlib.contextmanager
@@ -298,7 +272,7 @@ def running_fake_twilio(
 ) -> Iterator[FakeTwilio]:
     """A fake Twilio server of its own, stopped on exit."""
     fake = FakeTwilio(account_sid, auth_token)
-    server = _Server(fake)
+    server = _serve(fake)
     server.start()
     try:
         yield fake
@@ -306,7 +280,7 @@ def running_fake_twilio(
         server.stop()
 
 
-_shared: tuple[FakeTwilio, _Server] | None = None
+_shared: tuple[FakeTwilio, LoopbackServer] | None = None
 _shared_lock = threading.Lock()
 
 
@@ -316,7 +290,7 @@ def shared_fake_twilio() -> FakeTwilio:
     with _shared_lock:
         if _shared is None:
             fake = FakeTwilio()
-            server = _Server(fake)
+            server = _serve(fake)
             server.start()
             _shared = (fake, server)
         return _shared[0]
