@@ -68,6 +68,16 @@ def db(
     database.dispose()
 
 
+@pytest.fixture(params=["postgres"] if PG_URL else [])
+def postgres_db(pg_migrated: str | None) -> Iterator[Database]:
+    """PostgreSQL only, for what exists only there (CI always has it)."""
+    assert pg_migrated is not None
+    database = Database(pg_migrated)
+    _truncate_pg(database)
+    yield database
+    database.dispose()
+
+
 @pytest.fixture
 def sqlite_db(tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:
     path = tmp_path / "telemed.db"

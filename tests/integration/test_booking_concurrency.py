@@ -149,7 +149,7 @@ def test_one_slot_many_patients_at_once(db: Database, attempt: Attempt) -> None:
     assert not unexpected, unexpected
 
 
-def test_exclusion_constraint_is_the_backstop_on_postgres(db: Database) -> None:
+def test_exclusion_constraint_is_the_backstop_on_postgres(postgres_db: Database) -> None:
     """A row the pre-check cannot see still cannot overlap: the constraint says no.
 
     The busy-time checks only look back MAX_APPOINTMENT_LENGTH (24 hours) from
@@ -158,8 +158,7 @@ def test_exclusion_constraint_is_the_backstop_on_postgres(db: Database) -> None:
     The violation becomes SlotUnavailable and the savepoint keeps the caller's
     transaction usable.
     """
-    if db.dialect != "postgresql":
-        pytest.skip("the exclusion constraint exists on PostgreSQL only")
+    db = postgres_db
     pid, (squatter, patient) = make_clinic(db, 2)
     with db.transaction() as s:
         p = s.get(Practitioner, pid)
