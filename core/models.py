@@ -184,11 +184,13 @@ class InboundLog(Base):
     __tablename__ = "inbound_messages"
     __table_args__ = (
         UniqueConstraint("channel", "provider_message_id", name="uq_inbound_provider_id"),
+        # An address's recent messages (the abuse guard reads them on every message).
+        Index("ix_inbound_address_received", "channel", "address", "received_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
     provider_message_id: Mapped[str] = mapped_column(String(128))
-    address: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text, default="")
     media: Mapped[list[Any]] = mapped_column(default=list)
     received_at: Mapped[datetime]

@@ -73,6 +73,17 @@ class Settings(BaseSettings):
     conversation_timeout_minutes: int = Field(default=60, ge=1, le=60 * 24 * 7)
     # Phone numbers typed without a country code are read in this region.
     default_region: str = Field(default="US", min_length=2, max_length=2)
+    # SMS-pumping guard: an address sending more than this many messages within
+    # 60 s gets no replies for the cooldown (its messages are still stored).
+    inbound_max_per_minute: int = Field(default=20, ge=1, le=10_000)
+    inbound_cooldown_minutes: int = Field(default=10, ge=1, le=60 * 24)
+
+    # Send rates the outbox dispatcher keeps to, per sender, in messages a second:
+    # a US long code sends 1 SMS segment a second, WhatsApp 80, a Telegram bot 30
+    # overall (and 1 a second to any one chat, fixed in bots/ratelimit.py).
+    sms_rate_per_second: float = Field(default=1.0, gt=0, le=10_000)
+    whatsapp_rate_per_second: float = Field(default=80.0, gt=0, le=10_000)
+    telegram_rate_per_second: float = Field(default=30.0, gt=0, le=10_000)
 
     @field_validator("database_url")
     @classmethod

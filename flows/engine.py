@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from core import outbox
+from core import abuse, outbox
 from core.clock import Clock
 from core.db import Database
 from core.i18n import normalize_language
@@ -108,7 +108,8 @@ class FlowEngine:
             identity = get_or_create_identity(session, msg.channel, msg.address, now=now)
             touch_identity(session, identity, now)
             clinic = self._clinic(session)
-            replies = self._respond(session, msg, conversation, identity, clinic, now)
+            verdict = self._abuse_verdict(session, msg, inbound_id, now)
+            replies = self._respond(session, msg, conversation, identity, clinic, now, verdict)
             state.save(session, conversation, now)
             outbox.enqueue_many(
                 session,
@@ -162,6 +163,7 @@ class FlowEngine:
         identity: ChannelIdentity,
         clinic: Clinic,
         now: datetime,
+        verdict: abuse.Verdict = abuse.Verdict.OK,
     ) -> list[Reply]:
         text = " ".join(msg.text.split())[:MAX_READ]
         folded = fold(text)
@@ -181,6 +183,12 @@ class FlowEngine:
         )
 
         consent = self._consent(ctx, folded)
+        if verdict is not abuse.Verdict.OK:
+            # Sending too fast: consent words still act, and an opt-out is still
+            # confirmed; nothing else is answered and the conversation stays put.
+            if consent is not None:
+                return [r for r in consent if r.purpose == "consent"]
+            return [Reply(ctx.t("abuse.slow_down"))] if verdict is abuse.Verdict.TRIPPED else []
         if consent is not None:
             return consent
 
@@ -320,6 +328,22 @@ class FlowEngine:
             ctx.conversation.data = {}
             return [Reply(ctx.t("consent.opted_out"), purpose="consent")]
         return None
+
+    def _abuse_verdict(
+        self, session: Session, msg: InboundMessage, inbound_id: int, now: datetime
+    ) -> abuse.Verdict:
+        verdict = abuse.check(
+            session,
+            channel=msg.channel,
+            address=msg.address,
+            inbound_id=inbound_id,
+            now=now,
+            max_per_minute=self.settings.inbound_max_per_minute,
+            cooldown=timedelta(minutes=self.settings.inbound_cooldown_minutes),
+        )
+        if verdict is abuse.Verdict.TRIPPED:
+            log.warning("inbound rate limit tripped channel=%s", msg.channel)
+        return verdict
 
     def _timed_out(self, conversation: ConversationState, now: datetime) -> bool:
         idle = now - conversation.updated_at

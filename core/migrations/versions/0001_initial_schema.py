@@ -55,7 +55,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("channel", "provider_message_id", name="uq_inbound_provider_id"),
     )
     with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_inbound_messages_address"), ["address"], unique=False)
+        batch_op.create_index(
+            "ix_inbound_address_received", ["channel", "address", "received_at"], unique=False
+        )
 
     op.create_table(
         "outbox",
@@ -289,7 +291,7 @@ def downgrade() -> None:
 
     op.drop_table("outbox")
     with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_inbound_messages_address"))
+        batch_op.drop_index("ix_inbound_address_received")
 
     op.drop_table("inbound_messages")
     op.drop_table("conversations")
