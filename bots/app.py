@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from bots.dispatcher import Dispatcher
+from bots.ratelimit import RateLimits
 from channels.base import Channel
 from core import migrate
 from core.clock import Clock, SystemClock
@@ -109,7 +110,10 @@ class Background:
         self.clock = clock
         self.role = role
         self.dispatcher = Dispatcher(
-            db, build_senders(settings) if senders is None else senders, clock
+            db,
+            build_senders(settings) if senders is None else senders,
+            clock,
+            rate_limits=RateLimits.from_settings(settings),
         )
         self.dispatch_interval_s = dispatch_interval_s
         self._stop = asyncio.Event()

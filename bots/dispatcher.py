@@ -8,6 +8,18 @@ can run against one database without sending a row twice.
 Messages to one address are sent in order; when one fails, the ones after it
 in the same pass are put back to go after it, so a patient never reads a
 later message before an earlier one.
+
+Sends keep to per-sender rates (``bots.ratelimit``): before each send the
+dispatcher books a slot with its ``RateLimiter`` and waits for it. A send
+whose slot is further off than ``rate_horizon_s`` is not waited for in this
+pass: the row (and the ones after it to that address) is put back untried,
+due when its slot comes, so a pass never outlasts the claim's lease and a
+slow channel never holds up the others for long.
+
+Retries: every failure counts toward ``max_attempts`` (3 by default), a
+provider's 429 included; when the provider says how long to wait
+(``SendError.retry_after``), the next try is no sooner than that, and the
+sender's rate keys are held back for as long so the other rows wait too.
 """
 
 from __future__ import annotations
@@ -15,11 +27,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from bots.ratelimit import Limit, RateLimiter, RateLimits
 from channels.base import Channel, SendError
 from core import outbox
 from core.clock import Clock
@@ -48,7 +61,9 @@ class _Outcome:
     error: str | None = None
     retryable: bool = True
     opted_out: bool = False
-    deferred: bool = False  # not tried: an earlier message to the address failed
+    deferred: bool = False  # not tried: an earlier message to the address failed or waits
+    not_before: datetime | None = None  # deferred for the rate limit / provider's retry_after
+    retry_after: float | None = None  # the provider asked us to wait this long (429)
 
 
 class Dispatcher:
@@ -59,6 +74,11 @@ class Dispatcher:
     them (``telemed chat`` drains its own conversation this way while
     ``telemed serve`` runs). With ``claim_unknown=True`` every due row is
     claimed and rows of a channel without a sender are marked failed at once.
+
+    ``rate_limits`` (``RateLimits.from_settings(settings)`` in the service)
+    sets the per-sender send rates; without it sends are not spaced.
+    ``concurrency`` bounds the sends in flight (rows of one address always
+    go one after another, in order).
     """
 
     def __init__(
@@ -70,7 +90,10 @@ class Dispatcher:
         claim_unknown: bool = False,
         max_attempts: int = outbox.MAX_ATTEMPTS,
         send_timeout_s: float = 15.0,
-        concurrency: int = 8,
+        concurrency: int = 64,
+        rate_limits: RateLimits | None = None,
+        limiter: RateLimiter | None = None,
+        rate_horizon_s: float = 3.0,
     ) -> None:
         self.db = db
         self.senders = dict(senders)
@@ -79,6 +102,9 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.send_timeout_s = send_timeout_s
         self.concurrency = max(1, concurrency)
+        self.rate_limits = rate_limits
+        self.limiter = limiter if limiter is not None else RateLimiter()
+        self.rate_horizon_s = rate_horizon_s
         self._wake = asyncio.Event()
 
     async def run_once(self, limit: int = 100, address: str | None = None) -> int:
@@ -146,18 +172,16 @@ class Dispatcher:
         with self.db.transaction() as session:
             now = self.clock.now()
             retry_at: dict[tuple[str, str], datetime] = {}
+            sent = [(o.job.outbox_id, o.provider_message_id) for o in outcomes if o.sent]
+            outbox.mark_sent_many(session, sent, now=now)
             for outcome in outcomes:
                 job = outcome.job
                 key = (job.channel, job.address)
                 if outcome.sent:
-                    outbox.mark_sent(
-                        session,
-                        job.outbox_id,
-                        provider_message_id=outcome.provider_message_id,
-                        now=now,
-                    )
-                elif outcome.deferred:
-                    _release(session, job.outbox_id, at=retry_at.get(key, now))
+                    continue
+                if outcome.deferred:
+                    at = outcome.not_before or retry_at.get(key, now)
+                    _release(session, job.outbox_id, at=at)
                 else:
                     if outcome.opted_out:
                         mark_opted_out(session, job.channel, job.address, now=now)
@@ -168,6 +192,11 @@ class Dispatcher:
                         now=now,
                         retryable=outcome.retryable,
                         max_attempts=self.max_attempts,
+                        not_before=(
+                            now + timedelta(seconds=outcome.retry_after)
+                            if outcome.retry_after
+                            else None
+                        ),
                     )
                     row = session.get(OutboxMessage, job.outbox_id)
                     if status == "pending" and row is not None:
@@ -183,17 +212,54 @@ class Dispatcher:
     # -- sending ----------------------------------------------------------------
 
     async def _send_group(self, jobs: list[_Job], gate: asyncio.Semaphore) -> list[_Outcome]:
+        """Send one address's rows in order; after a failure or a put-off, the
+        rest wait their turn. The gate is held only while a send is in flight,
+        not while waiting for a rate slot."""
         outcomes: list[_Outcome] = []
-        async with gate:
-            failed = False
-            for job in jobs:
-                if failed:
-                    outcomes.append(_Outcome(job, deferred=True))
+        stopped = False
+        not_before: datetime | None = None
+        for job in jobs:
+            if stopped:
+                outcomes.append(_Outcome(job, deferred=True, not_before=not_before))
+                continue
+            limits = self._limits(job)
+            cost = self._cost(job) if limits else 1
+            if limits:
+                wait = self.limiter.reserve(limits, cost=cost, horizon_s=self.rate_horizon_s)
+                if wait is None:
+                    # Its slot is too far off for this pass: back when it comes.
+                    delay = timedelta(seconds=self.limiter.wait_s(limits))
+                    stopped, not_before = True, self.clock.now() + delay
+                    outcomes.append(_Outcome(job, deferred=True, not_before=not_before))
                     continue
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            async with gate:
+                if limits:
+                    self.limiter.started(limits, cost=cost)
                 outcome = await self._send(job)
-                failed = not outcome.sent
-                outcomes.append(outcome)
+            if limits:
+                self.limiter.done(limits, cost=cost)
+            if outcome.retry_after and limits:
+                self.limiter.back_off(limits, outcome.retry_after)
+            stopped = not outcome.sent
+            outcomes.append(outcome)
         return outcomes
+
+    def _limits(self, job: _Job) -> list[Limit]:
+        if self.rate_limits is None:
+            return []
+        return self.rate_limits.for_send(job.channel, job.address)
+
+    def _cost(self, job: _Job) -> int:
+        """Provider requests the reply takes (an SMS split in parts is several)."""
+        bodies = getattr(self.senders.get(job.channel), "bodies", None)
+        if not callable(bodies):
+            return 1
+        try:
+            return max(1, len(bodies(job.reply)))
+        except Exception:  # noqa: BLE001 - send reports the real problem
+            return 1
 
     async def _send(self, job: _Job) -> _Outcome:
         sender = self.senders.get(job.channel)
@@ -205,13 +271,27 @@ class Dispatcher:
             )
         except SendError as exc:
             return _Outcome(
-                job, error=f"SendError: {exc}", retryable=exc.retryable, opted_out=exc.opted_out
+                job,
+                error=f"SendError: {exc}",
+                retryable=exc.retryable,
+                opted_out=exc.opted_out,
+                retry_after=_retry_after(exc),
             )
         except TimeoutError:
             return _Outcome(job, error=f"TimeoutError: no answer in {self.send_timeout_s:g}s")
         except Exception as exc:  # noqa: BLE001 - any provider error is a retryable failure
             return _Outcome(job, error=f"{type(exc).__name__}: {exc}")
         return _Outcome(job, sent=True, provider_message_id=provider_id)
+
+
+def _retry_after(exc: SendError) -> float | None:
+    """The wait a 429 asked for, in seconds (PTB may give a timedelta)."""
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, int | float) and value > 0:
+        return float(value)
+    return None
 
 
 def _release(session: Session, outbox_id: int, *, at: datetime) -> None:

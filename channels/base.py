@@ -20,9 +20,19 @@ class SendError(Exception):
     other exception raised by ``send`` is treated as retryable.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True, opted_out: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        opted_out: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        # The provider asked us to wait this many seconds (a 429's retry_after):
+        # the next try is no sooner.
+        self.retry_after = retry_after
         # The provider refused because the recipient opted out (Twilio 21610,
         # a Telegram user who blocked the bot): the identity is marked opted out.
         self.opted_out = opted_out

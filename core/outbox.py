@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from core.messages import Reply
 from core.models import OutboxMessage, table_of
 
-MAX_ATTEMPTS = 5
+# A send failing this many times is marked failed and never tried again.
+MAX_ATTEMPTS = 3
 LEASE = timedelta(seconds=60)
 
 
@@ -122,6 +123,27 @@ def mark_sent(
     )
 
 
+def mark_sent_many(
+    session: Session, sent: Sequence[tuple[int, str | None]], *, now: datetime
+) -> None:
+    """``mark_sent`` for many ``(outbox_id, provider_message_id)`` in one statement."""
+    if not sent:
+        return
+    session.execute(
+        update(OutboxMessage),
+        [
+            {
+                "id": outbox_id,
+                "status": "sent",
+                "provider_message_id": provider_message_id,
+                "sent_at": now,
+                "claimed_until": None,
+            }
+            for outbox_id, provider_message_id in sent
+        ],
+    )
+
+
 def mark_failed(
     session: Session,
     outbox_id: int,
@@ -130,8 +152,13 @@ def mark_failed(
     now: datetime,
     retryable: bool = True,
     max_attempts: int = MAX_ATTEMPTS,
+    not_before: datetime | None = None,
 ) -> str:
-    """Schedule a retry with growing delay, or give up; returns the new status."""
+    """Schedule a retry with growing delay, or give up; returns the new status.
+
+    Every failure counts toward ``max_attempts``, a provider's 429 included;
+    ``not_before`` (now + the 429's retry_after) puts the retry no sooner.
+    """
     row = session.get(OutboxMessage, outbox_id)
     if row is None:
         return "missing"
@@ -139,7 +166,8 @@ def mark_failed(
     row.claimed_until = None
     if retryable and row.attempts < max_attempts:
         row.status = "pending"
-        row.next_attempt_at = now + timedelta(seconds=min(2**row.attempts * 5, 3600))
+        retry_at = now + timedelta(seconds=min(2**row.attempts * 5, 3600))
+        row.next_attempt_at = max(retry_at, not_before) if not_before else retry_at
     else:
         row.status = "failed"
     return row.status

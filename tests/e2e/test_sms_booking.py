@@ -42,6 +42,7 @@ def app(db: Database, clock: FixedClock, fake_twilio: FakeTwilio) -> Iterator[Te
         twilio_api_base_url=fake_twilio.base_url,
         twilio_sms_from=SMS_FROM,
         twilio_whatsapp_from=WA_FROM,
+        sms_rate_per_second=100,  # a US long code's 1/s would only slow the test down
     )
     application = create_app(settings, db=db, clock=clock, dispatch_interval_s=0.05)
     with TestClient(application) as client:

@@ -116,6 +116,38 @@ def test_a_raising_channel_retries_with_growing_delay_then_fails(
     assert asyncio.run(dispatcher.run_once()) == 0
 
 
+def test_a_send_failing_three_times_is_failed_and_never_retried(
+    db: Database, clock: FixedClock
+) -> None:
+    assert outbox.MAX_ATTEMPTS == 3
+    outbox_id = enqueue(db, clock, ANA, "hello")
+    sms = FakeChannel(failures=[RuntimeError("provider down")] * 10)
+    dispatcher = Dispatcher(db, {"sms": sms}, clock)
+
+    for attempt in (1, 2):
+        assert asyncio.run(dispatcher.run_once()) == 1
+        row = rows(db)[outbox_id]
+        assert (row.status, row.attempts) == ("pending", attempt)
+        clock.set(row.next_attempt_at)
+    assert asyncio.run(dispatcher.run_once()) == 1
+    row = rows(db)[outbox_id]
+    assert (row.status, row.attempts) == ("failed", 3)
+    for _ in range(3):
+        clock.advance(timedelta(days=1))
+        assert asyncio.run(dispatcher.run_once()) == 0
+    assert len(sms.calls) == 3
+    assert rows(db)[outbox_id].status == "failed"
+
+
+def test_a_retry_after_puts_the_next_try_no_sooner(db: Database, clock: FixedClock) -> None:
+    outbox_id = enqueue(db, clock, ANA, "hello")
+    sms = FakeChannel(failures=[SendError("429", retryable=True, retry_after=600)])
+    asyncio.run(Dispatcher(db, {"sms": sms}, clock).run_once())
+    row = rows(db)[outbox_id]
+    assert row.status == "pending" and row.attempts == 1  # a 429 counts as a try
+    assert row.next_attempt_at == clock.now() + timedelta(seconds=600)
+
+
 def test_a_permanent_send_error_fails_at_once(db: Database, clock: FixedClock) -> None:
     outbox_id = enqueue(db, clock, ANA, "hello")
     sms = FakeChannel(failures=[SendError("not a mobile number", retryable=False)])
