@@ -114,6 +114,7 @@ class Background:
             build_senders(settings) if senders is None else senders,
             clock,
             rate_limits=RateLimits.from_settings(settings),
+            whatsapp_template_sid=settings.whatsapp_template_sid,
         )
         self.dispatch_interval_s = dispatch_interval_s
         self._stop = asyncio.Event()

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bots.ratelimit import Limit, RateLimiter, RateLimits
@@ -39,7 +39,7 @@ from core.clock import Clock
 from core.db import Database
 from core.logs import get_logger
 from core.messages import Reply
-from core.models import OutboxMessage
+from core.models import ChannelIdentity, OutboxMessage
 from core.patients import mark_opted_out
 
 log = get_logger(__name__)
@@ -51,6 +51,10 @@ class _Job:
     channel: str
     address: str
     reply: Reply
+    # WhatsApp only: within 24 h of the patient's last message (free text allowed),
+    # and whether the same number may be texted by SMS instead.
+    window_open: bool = True
+    sms_allowed: bool = False
 
 
 @dataclass
@@ -61,6 +65,7 @@ class _Outcome:
     error: str | None = None
     retryable: bool = True
     opted_out: bool = False
+    sent_via: str | None = None
     deferred: bool = False  # not tried: an earlier message to the address failed or waits
     not_before: datetime | None = None  # deferred for the rate limit / provider's retry_after
     retry_after: float | None = None  # the provider asked us to wait this long (429)
@@ -94,6 +99,7 @@ class Dispatcher:
         rate_limits: RateLimits | None = None,
         limiter: RateLimiter | None = None,
         rate_horizon_s: float = 3.0,
+        whatsapp_template_sid: str | None = None,
     ) -> None:
         self.db = db
         self.senders = dict(senders)
@@ -105,6 +111,7 @@ class Dispatcher:
         self.rate_limits = rate_limits
         self.limiter = limiter if limiter is not None else RateLimiter()
         self.rate_horizon_s = rate_horizon_s
+        self.whatsapp_template_sid = whatsapp_template_sid
         self._wake = asyncio.Event()
 
     async def run_once(self, limit: int = 100, address: str | None = None) -> int:
@@ -163,16 +170,31 @@ class Dispatcher:
     def _claim(self, limit: int, address: str | None) -> list[_Job]:
         channels = None if self.claim_unknown else sorted(self.senders)
         with self.db.transaction() as session:
+            now = self.clock.now()
             rows = outbox.claim_due(
-                session, now=self.clock.now(), limit=limit, channels=channels, address=address
+                session, now=now, limit=limit, channels=channels, address=address
             )
-            return [_Job(row.id, row.channel, row.address, outbox.reply_of(row)) for row in rows]
+            windows = _whatsapp_windows(
+                session, [r.address for r in rows if r.channel == "whatsapp"], now
+            )
+            return [
+                _Job(
+                    row.id,
+                    row.channel,
+                    row.address,
+                    outbox.reply_of(row),
+                    *windows.get(row.address, (True, False)) if row.channel == "whatsapp" else (),
+                )
+                for row in rows
+            ]
 
     def _record(self, outcomes: list[_Outcome]) -> None:
         with self.db.transaction() as session:
             now = self.clock.now()
             retry_at: dict[tuple[str, str], datetime] = {}
-            sent = [(o.job.outbox_id, o.provider_message_id) for o in outcomes if o.sent]
+            sent = [
+                (o.job.outbox_id, o.provider_message_id, o.sent_via) for o in outcomes if o.sent
+            ]
             outbox.mark_sent_many(session, sent, now=now)
             for outcome in outcomes:
                 job = outcome.job
@@ -265,10 +287,27 @@ class Dispatcher:
         sender = self.senders.get(job.channel)
         if sender is None:
             return _Outcome(job, error=f"no sender for channel {job.channel!r}", retryable=False)
+        via: str | None = None
+        if job.channel == "whatsapp" and not job.window_open:
+            # WhatsApp delivers free text only within 24 h of the patient's last
+            # message: an approved template instead, else SMS to the same number.
+            template = getattr(sender, "send_template", None)
+            if self.whatsapp_template_sid and template is not None:
+                variables = {"1": job.reply.text[:1000]}
+                call = template(job.address, self.whatsapp_template_sid, variables)
+                via = "template"
+            elif job.sms_allowed and "sms" in self.senders:
+                call = self.senders["sms"].send(job.address, job.reply)
+                via = "sms"
+            else:
+                reason = (
+                    "whatsapp window closed; no template (TELEMED_WHATSAPP_TEMPLATE_SID) or SMS"
+                )
+                return _Outcome(job, error=reason, retryable=False)
+        else:
+            call = sender.send(job.address, job.reply)
         try:
-            provider_id = await asyncio.wait_for(
-                sender.send(job.address, job.reply), timeout=self.send_timeout_s
-            )
+            provider_id = await asyncio.wait_for(call, timeout=self.send_timeout_s)
         except SendError as exc:
             return _Outcome(
                 job,
@@ -281,7 +320,31 @@ class Dispatcher:
             return _Outcome(job, error=f"TimeoutError: no answer in {self.send_timeout_s:g}s")
         except Exception as exc:  # noqa: BLE001 - any provider error is a retryable failure
             return _Outcome(job, error=f"{type(exc).__name__}: {exc}")
-        return _Outcome(job, sent=True, provider_message_id=provider_id)
+        return _Outcome(job, sent=True, provider_message_id=provider_id, sent_via=via)
+
+
+WHATSAPP_WINDOW = timedelta(hours=24)
+
+
+def _whatsapp_windows(
+    session: Session, addresses: list[str], now: datetime
+) -> dict[str, tuple[bool, bool]]:
+    """For each WhatsApp address: (window open, SMS to that number allowed)."""
+    if not addresses:
+        return {}
+    identities = session.scalars(
+        select(ChannelIdentity).where(
+            ChannelIdentity.address.in_(set(addresses)),
+            ChannelIdentity.channel.in_(("whatsapp", "sms")),
+        )
+    ).all()
+    last = {i.address: i.last_inbound_at for i in identities if i.channel == "whatsapp"}
+    sms_out = {i.address for i in identities if i.channel == "sms" and i.opted_out_at}
+    windows: dict[str, tuple[bool, bool]] = {}
+    for a in addresses:
+        seen = last.get(a)
+        windows[a] = (seen is not None and now - seen < WHATSAPP_WINDOW, a not in sms_out)
+    return windows
 
 
 def _retry_after(exc: SendError) -> float | None:

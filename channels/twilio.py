@@ -16,6 +16,7 @@ composition root passes in. Every bad body gets a 4xx with a reason.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -185,10 +186,18 @@ class TwilioChannel:
             sid = await asyncio.to_thread(self._create, to, body)
         return sid
 
-    def _create(self, to: str, body: str) -> str:
+    async def send_template(self, address: str, content_sid: str, variables: dict[str, str]) -> str:
+        """Send an approved content template: the only kind of message WhatsApp
+        delivers outside the 24 hours after the patient's last message."""
+        to = self.recipient(address)
+        fields = {"content_sid": content_sid, "content_variables": json.dumps(variables)}
+        return await asyncio.to_thread(self._create, to, None, fields)
+
+    def _create(self, to: str, body: str | None, fields: dict[str, str] | None = None) -> str:
+        content = {"body": body} if body is not None else dict(fields or {})
         try:
             message = self.client.messages.create(
-                to=to, body=body, status_callback=self.status_callback, **self._sender
+                to=to, status_callback=self.status_callback, **content, **self._sender
             )
         except Exception as exc:  # every failure becomes a SendError
             raise send_error_of(exc) from exc

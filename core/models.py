@@ -228,6 +228,8 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]
     provider_message_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    # How it left when not as queued: "template" or "sms" (WhatsApp window closed).
+    sent_via: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]

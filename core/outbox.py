@@ -124,9 +124,12 @@ def mark_sent(
 
 
 def mark_sent_many(
-    session: Session, sent: Sequence[tuple[int, str | None]], *, now: datetime
+    session: Session,
+    sent: Sequence[tuple[int, str | None, str | None]],
+    *,
+    now: datetime,
 ) -> None:
-    """``mark_sent`` for many ``(outbox_id, provider_message_id)`` in one statement."""
+    """``mark_sent`` for many ``(outbox_id, provider_message_id, sent_via)`` in one statement."""
     if not sent:
         return
     session.execute(
@@ -136,10 +139,11 @@ def mark_sent_many(
                 "id": outbox_id,
                 "status": "sent",
                 "provider_message_id": provider_message_id,
+                "sent_via": sent_via,
                 "sent_at": now,
                 "claimed_until": None,
             }
-            for outbox_id, provider_message_id in sent
+            for outbox_id, provider_message_id, sent_via in sent
         ],
     )
 

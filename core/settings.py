@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     twilio_whatsapp_from: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_api_base_url: str = "https://api.twilio.com"
+    # An approved WhatsApp content template (HX...) with one body variable; sent
+    # instead of free text outside the 24 hours after the patient's last message.
+    whatsapp_template_sid: str | None = None
     telegram_bot_token: str | None = None
     telegram_webhook_secret: str | None = None
     telegram_api_base_url: str = "https://api.telegram.org"

@@ -170,7 +170,7 @@ class FakeTwilio:
             or not _e164_ok(sender.removeprefix("whatsapp:"))
         ):
             return self.error(21606)
-        if not body and not media:
+        if not body and not media and not form["ContentSid"]:
             return self.error(21619)
         if len(body) > 1600:
             return self.error(21617)
@@ -196,6 +196,8 @@ class FakeTwilio:
                 "Body": fields.get("Body", ""),
                 "StatusCallback": fields.get("StatusCallback"),
                 "MediaUrl": [value for key, value in pairs if key == "MediaUrl"],
+                "ContentSid": fields.get("ContentSid", ""),
+                "ContentVariables": fields.get("ContentVariables", ""),
             }
             record = {"fields": dict(pairs), "received_at": received_at, "monotonic": monotonic}
 
@@ -221,6 +223,8 @@ class FakeTwilio:
                 "body": form["Body"],
                 "status_callback": form["StatusCallback"],
                 "media_url": form["MediaUrl"],
+                "content_sid": form["ContentSid"] or None,
+                "content_variables": form["ContentVariables"] or None,
                 "num_segments": 1 if whatsapp else max(1, segments(form["Body"])),
                 "received_at": received_at,
                 "monotonic": monotonic,
