@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from bots.ratelimit import Limit, RateLimiter, RateLimits
 from channels.base import Channel, SendError
-from core import outbox
+from core import consent, outbox
 from core.clock import Clock
 from core.db import Database
 from core.logs import get_logger
@@ -174,6 +174,7 @@ class Dispatcher:
             rows = outbox.claim_due(
                 session, now=now, limit=limit, channels=channels, address=address
             )
+            rows = _drop_unconsented(session, rows)
             windows = _whatsapp_windows(
                 session, [r.address for r in rows if r.channel == "whatsapp"], now
             )
@@ -324,6 +325,29 @@ class Dispatcher:
 
 
 WHATSAPP_WINDOW = timedelta(hours=24)
+
+
+def _drop_unconsented(session: Session, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+    """Rows the recipient has not consented to (opted out, or a purpose they
+    refused) are marked ``suppressed`` and never sent."""
+    if not rows:
+        return rows
+    identities = {
+        (i.channel, i.address): i
+        for i in session.scalars(
+            select(ChannelIdentity).where(
+                ChannelIdentity.address.in_({r.address for r in rows}),
+                ChannelIdentity.channel.in_({r.channel for r in rows}),
+            )
+        )
+    }
+    kept = []
+    for row in rows:
+        if consent.allows(identities.get((row.channel, row.address)), row.purpose):
+            kept.append(row)
+        else:
+            row.status, row.claimed_until, row.error = "suppressed", None, "no consent"
+    return kept
 
 
 def _whatsapp_windows(

@@ -147,6 +147,9 @@ class ChannelIdentity(Base):
     # Set by an opt-out word (STOP...); cleared by START. While set, nothing but
     # the answers to START and HELP is sent to this identity.
     opted_out_at: Mapped[datetime | None]
+    # Consent per purpose ("reminder", "clinical", "marketing") where it differs
+    # from core.consent.DEFAULTS; see core.consent.allows.
+    consents: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(UTC))
     last_inbound_at: Mapped[datetime | None]
 

@@ -302,3 +302,47 @@ def test_a_provider_opt_out_marks_the_identity(db: Database, clock: FixedClock) 
             select(ChannelIdentity).where(ChannelIdentity.address == ANA)
         ).one()
         assert identity.opted_out_at == clock.now()
+
+
+@pytest.mark.parametrize(
+    ("purpose", "opted_out", "consents", "sent"),
+    [
+        ("reply", False, {}, True),
+        ("reminder", False, {}, True),
+        ("reminder", False, {"reminder": False}, False),
+        ("clinical", True, {}, False),
+        ("reply", True, {}, False),
+        ("consent", True, {}, True),  # the opt-out confirmation itself
+        ("marketing", False, {}, False),  # never by default
+        ("marketing", False, {"marketing": True}, True),
+    ],
+)
+def test_only_consented_purposes_are_sent(
+    db: Database,
+    clock: FixedClock,
+    purpose: str,
+    opted_out: bool,
+    consents: dict[str, bool],
+    sent: bool,
+) -> None:
+    from core.models import ChannelIdentity
+
+    with db.transaction() as session:
+        session.add(
+            ChannelIdentity(
+                channel="sms",
+                address=ANA,
+                created_at=clock.now(),
+                opted_out_at=clock.now() if opted_out else None,
+                consents=consents,
+            )
+        )
+        row = outbox.enqueue(
+            session, channel="sms", address=ANA, reply=Reply("x", purpose=purpose), now=clock.now()
+        )
+        session.flush()
+        outbox_id = row.id
+    sms = FakeChannel()
+    asyncio.run(Dispatcher(db, {"sms": sms}, clock).run_once())
+    assert bool(sms.calls) == sent
+    assert rows(db)[outbox_id].status == ("sent" if sent else "suppressed")

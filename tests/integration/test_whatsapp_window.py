@@ -42,16 +42,19 @@ def settings(fake: FakeTwilio) -> Settings:
 
 
 def queue(db: Database, clock: FixedClock, last_message_ago: timedelta | None) -> int:
+    """A reminder for a known WhatsApp identity (``None``: it never wrote to us,
+    e.g. staff booked by phone with the patient's WhatsApp opt-in)."""
     with db.transaction() as session:
-        if last_message_ago is not None:
-            session.add(
-                ChannelIdentity(
-                    channel="whatsapp",
-                    address=PATIENT,
-                    created_at=clock.now() - timedelta(days=30),
-                    last_inbound_at=clock.now() - last_message_ago,
-                )
+        session.add(
+            ChannelIdentity(
+                channel="whatsapp",
+                address=PATIENT,
+                created_at=clock.now() - timedelta(days=30),
+                last_inbound_at=None
+                if last_message_ago is None
+                else clock.now() - last_message_ago,
             )
+        )
         row = outbox.enqueue(
             session, channel="whatsapp", address=PATIENT, reply=REMINDER, now=clock.now()
         )
@@ -134,3 +137,17 @@ def test_no_template_and_sms_opted_out_fails_without_sending(
     assert failed.status == "failed" and "window closed" in (failed.error or "")
     with db.transaction() as session:
         assert session.scalars(select(OutboxMessage)).one().attempts == 1
+
+
+def test_nothing_but_replies_goes_to_a_number_we_do_not_know(
+    db: Database, clock: FixedClock, fake_twilio: FakeTwilio
+) -> None:
+    with db.transaction() as session:
+        queued = outbox.enqueue(
+            session, channel="whatsapp", address="+34600999888", reply=REMINDER, now=clock.now()
+        )
+        session.flush()
+        outbox_id = queued.id
+    dispatch(db, clock, fake_twilio, TEMPLATE)
+    assert fake_twilio.messages == []
+    assert row(db, outbox_id).status == "suppressed"

@@ -228,6 +228,7 @@ def upgrade() -> None:
         sa.Column("language", sa.String(length=8), nullable=True),
         sa.Column("verified_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("opted_out_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("consents", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_inbound_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(

@@ -1,0 +1,28 @@
+"""What may be sent to a channel identity, by purpose.
+
+Purposes: ``reply`` (an answer to the patient's own message), ``consent``
+(confirming an opt-out or opt-in: always sent, once), ``reminder``,
+``clinical`` (results, prescriptions ready...) and ``marketing``. After an
+opt-out word only ``consent`` goes out. Marketing is never sent unless the
+patient agreed to it.
+"""
+
+from __future__ import annotations
+
+from core.models import ChannelIdentity
+
+ALWAYS = frozenset({"consent"})
+DEFAULTS = {"reply": True, "reminder": True, "clinical": True, "marketing": False}
+
+
+def allows(identity: ChannelIdentity | None, purpose: str) -> bool:
+    """May a message of ``purpose`` go to ``identity`` now?"""
+    if purpose in ALWAYS:
+        return True
+    if identity is None:
+        # Nobody we know of: answers are fine (they wrote first), nothing else.
+        return purpose == "reply"
+    if identity.opted_out_at is not None:
+        return False
+    granted = (identity.consents or {}).get(purpose)
+    return bool(DEFAULTS.get(purpose, False) if granted is None else granted)
