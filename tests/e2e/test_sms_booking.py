@@ -198,3 +198,25 @@ def test_stop_then_anything_sends_only_the_confirmation_and_21610_marks(
     ben.say("hi")  # the provider refuses: Ben had opted out at the carrier
     time.sleep(0.3)
     assert ben.say("book") == ""  # nothing more is sent to him
+
+
+def test_full_booking_over_sms_in_spanish(app: TestClient, fake_twilio: FakeTwilio) -> None:
+    luis = Patient(app, fake_twilio, "sms", "+15555550177")
+    assert "¿Qué desea hacer?" in luis.say("hola")
+    assert "¿Con quién desea la cita?" in luis.say("1")
+    assert "Horas libres el jue 16 de abr" in luis.say("medicina general el jueves por la tarde")
+    assert "nombre completo" in luis.say("1")
+    assert "fecha de nacimiento" in luis.say("Luis Martínez")
+    assert "¿La reservo?" in luis.say("5/11/1975")
+    assert "Cita reservada: Dr Ana Ruiz, jue 16 de abr" in luis.say("1")
+
+
+def test_full_booking_over_whatsapp_in_english(app: TestClient, fake_twilio: FakeTwilio) -> None:
+    tom = Patient(app, fake_twilio, "whatsapp", "+447700900123")
+    assert "1. Book a visit" in tom.say("hello")
+    assert "When would you like to see Dr David Chen" in tom.say("book with the cardiologist")
+    assert "Free times on Fri 17 Apr" in tom.say("friday")
+    assert "full name" in tom.say("2")
+    assert "date of birth" in tom.say("Tom Baker")
+    assert "Shall I book it?" in tom.say("1 Feb 1960")
+    assert "Booked: Dr David Chen, Fri 17 Apr" in tom.say("yes by video")
