@@ -174,19 +174,20 @@ class Dispatcher:
             rows = outbox.claim_due(
                 session, now=now, limit=limit, channels=channels, address=address
             )
-            rows = _drop_unconsented(session, rows)
-            windows = _whatsapp_windows(
-                session, [r.address for r in rows if r.channel == "whatsapp"], now
-            )
+            if not rows:
+                return []
+            identities = _identities(session, rows)
             return [
                 _Job(
                     row.id,
                     row.channel,
                     row.address,
                     outbox.reply_of(row),
-                    *windows.get(row.address, (True, False)) if row.channel == "whatsapp" else (),
+                    *_whatsapp_window(row.address, identities, now)
+                    if row.channel == "whatsapp"
+                    else (),
                 )
-                for row in rows
+                for row in _drop_unconsented(rows, identities)
             ]
 
     def _record(self, outcomes: list[_Outcome]) -> None:
@@ -327,20 +328,28 @@ class Dispatcher:
 WHATSAPP_WINDOW = timedelta(hours=24)
 
 
-def _drop_unconsented(session: Session, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+def _identities(
+    session: Session, rows: list[OutboxMessage]
+) -> dict[tuple[str, str], ChannelIdentity]:
+    """The identities the claimed rows go to, and for WhatsApp rows the SMS
+    identity of the same number too (the fallback), in one query."""
+    channels = {r.channel for r in rows} | (
+        {"sms"} if any(r.channel == "whatsapp" for r in rows) else set()
+    )
+    found = session.scalars(
+        select(ChannelIdentity).where(
+            ChannelIdentity.address.in_({r.address for r in rows}),
+            ChannelIdentity.channel.in_(channels),
+        )
+    )
+    return {(i.channel, i.address): i for i in found}
+
+
+def _drop_unconsented(
+    rows: list[OutboxMessage], identities: dict[tuple[str, str], ChannelIdentity]
+) -> list[OutboxMessage]:
     """Rows the recipient has not consented to (opted out, or a purpose they
     refused) are marked ``suppressed`` and never sent."""
-    if not rows:
-        return rows
-    identities = {
-        (i.channel, i.address): i
-        for i in session.scalars(
-            select(ChannelIdentity).where(
-                ChannelIdentity.address.in_({r.address for r in rows}),
-                ChannelIdentity.channel.in_({r.channel for r in rows}),
-            )
-        )
-    }
     kept = []
     for row in rows:
         if consent.allows(identities.get((row.channel, row.address)), row.purpose):
@@ -350,25 +359,17 @@ def _drop_unconsented(session: Session, rows: list[OutboxMessage]) -> list[Outbo
     return kept
 
 
-def _whatsapp_windows(
-    session: Session, addresses: list[str], now: datetime
-) -> dict[str, tuple[bool, bool]]:
-    """For each WhatsApp address: (window open, SMS to that number allowed)."""
-    if not addresses:
-        return {}
-    identities = session.scalars(
-        select(ChannelIdentity).where(
-            ChannelIdentity.address.in_(set(addresses)),
-            ChannelIdentity.channel.in_(("whatsapp", "sms")),
-        )
-    ).all()
-    last = {i.address: i.last_inbound_at for i in identities if i.channel == "whatsapp"}
-    sms_out = {i.address for i in identities if i.channel == "sms" and i.opted_out_at}
-    windows: dict[str, tuple[bool, bool]] = {}
-    for a in addresses:
-        seen = last.get(a)
-        windows[a] = (seen is not None and now - seen < WHATSAPP_WINDOW, a not in sms_out)
-    return windows
+def _whatsapp_window(
+    address: str, identities: dict[tuple[str, str], ChannelIdentity], now: datetime
+) -> tuple[bool, bool]:
+    """(window open, SMS to that number allowed) for a WhatsApp address."""
+    whatsapp = identities.get(("whatsapp", address))
+    seen = whatsapp.last_inbound_at if whatsapp is not None else None
+    sms = identities.get(("sms", address))
+    return (
+        seen is not None and now - seen < WHATSAPP_WINDOW,
+        sms is None or sms.opted_out_at is None,
+    )
 
 
 def _retry_after(exc: SendError) -> float | None:
