@@ -74,8 +74,15 @@ def _window_from_when(when: When) -> tuple[datetime, datetime]:
     return start, start + length
 
 
-def _understood_when(ctx: Ctx, text: str) -> When | None:
-    return parse_when(text, ctx.lang, ctx.now, ctx.tz)
+def understood_when(ctx: Ctx, text: str) -> When | None:
+    return ctx.once("when", text, lambda: parse_when(text, ctx.lang, ctx.now, ctx.tz))
+
+
+def named_practitioners(ctx: Ctx, text: str) -> list[Practitioner]:
+    """The practitioners ``text`` names, by name or specialty (all for "")."""
+    return ctx.once(
+        "practitioners", text, lambda: scheduling.find_practitioners(ctx.session, text, ctx.lang)
+    )
 
 
 def remember_when(ctx: Ctx, when: When) -> None:
@@ -127,10 +134,10 @@ class ChoosePractitioner:
             return Outcome.go("booking.day")
         if not request:
             return None
-        when = _understood_when(ctx, request)
+        when = understood_when(ctx, request)
         if when is not None:
             remember_when(ctx, when)
-        found = scheduling.find_practitioners(ctx.session, request, ctx.lang)
+        found = named_practitioners(ctx, request)
         if len(found) == 1:
             ctx.data["practitioner_id"] = found[0].id
             return Outcome.go("booking.day")
@@ -140,7 +147,7 @@ class ChoosePractitioner:
 
     def prompt(self, ctx: Ctx, notice: str | None = None) -> list[Reply]:
         ids = ctx.data.get("candidates")
-        everyone = scheduling.find_practitioners(ctx.session, "", ctx.lang)
+        everyone = named_practitioners(ctx, "")
         shown = [p for p in everyone if not ids or p.id in ids]
         options = [Option(practitioner_label(ctx, p), f"p:{p.id}") for p in shown]
         return [ctx.ask(with_notice(notice, ctx.t("booking.who")), options)]
@@ -152,8 +159,8 @@ class ChoosePractitioner:
             return Outcome.go("booking.day")
         if not text:
             return Outcome.stay(ctx.t("booking.who_again"))
-        found = scheduling.find_practitioners(ctx.session, text, ctx.lang)
-        when = _understood_when(ctx, text)
+        found = named_practitioners(ctx, text)
+        when = understood_when(ctx, text)
         if when is not None:
             remember_when(ctx, when)
         if len(found) == 1:
@@ -216,7 +223,7 @@ class ChooseDay:
             lo, hi = _local_day_bounds(date.fromisoformat(ctx.choice[2:]), ctx.tz)
             ctx.data["window"] = [_iso(lo), _iso(hi), "day"]
             return Outcome.go("booking.slot")
-        when = _understood_when(ctx, text)
+        when = understood_when(ctx, text)
         if when is None:
             return Outcome.stay(ctx.t("booking.day_again"))
         remember_when(ctx, when)
@@ -291,7 +298,7 @@ class ChooseSlot:
             return Outcome.go("booking.day")
         if ctx.choice and ctx.choice.startswith("s:"):
             return hold(ctx, p, _dt(ctx.choice[2:]))
-        when = _understood_when(ctx, text)
+        when = understood_when(ctx, text)
         if when is None:
             return Outcome.stay(ctx.t("booking.slot_again"))
         if when.grain in ("minute", "hour") and when.end is None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,7 @@ from core.settings import Settings
 from flows.state import ConversationState
 
 END = "end"
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,10 +65,20 @@ class Ctx:
     tz: str
     message: InboundMessage
     choice: str | None = None  # the value of the option the patient picked, if any
+    # Readings of this message's text, kept so that the engine's routing and the
+    # step it starts do not parse the same words twice.
+    readings: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @property
     def data(self) -> dict[str, Any]:
         return self.conversation.data
+
+    def once(self, kind: str, text: str, read: Callable[[], T]) -> T:
+        """``read()``, computed at most once per (kind, text) for this message."""
+        key = (kind, text)
+        if key not in self.readings:
+            self.readings[key] = read()
+        return cast(T, self.readings[key])
 
     def t(self, key: str, **values: object) -> str:
         return t(self.lang, key, **values)

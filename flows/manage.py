@@ -6,6 +6,8 @@ from core import scheduling
 from core.i18n import format_when
 from core.messages import Option, Reply
 from core.models import Appointment
+from core.nlu import classify_intent
+from flows.booking import remember_when, understood_when
 from flows.context import Ctx, Outcome, with_notice
 
 
@@ -100,9 +102,7 @@ class PickToReschedule(_Pick):
         }
         if request:
             # "move my appointment to friday": the day comes with the request.
-            from flows.booking import _understood_when, remember_when
-
-            when = _understood_when(ctx, request)
+            when = understood_when(ctx, request)
             if when is not None:
                 remember_when(ctx, when)
         return Outcome.go("booking.day")
@@ -129,8 +129,6 @@ class ConfirmCancel:
         return [ctx.ask(with_notice(notice, text), options)]
 
     def handle(self, ctx: Ctx, text: str) -> Outcome:
-        from core.nlu import classify_intent
-
         choice = ctx.choice or {"confirm": "yes", "cancel": "yes", "deny": "no"}.get(
             classify_intent(text, ctx.lang)
         )

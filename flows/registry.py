@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from core import scheduling
-from core.nlu import parse_when
 from flows import booking, manage, menu
 from flows.context import Ctx, Step
 
@@ -33,6 +31,6 @@ def get(name: str) -> Step | None:
 
 def mentions_booking_details(ctx: Ctx, text: str) -> bool:
     """Does free text name a time or a doctor, as in "tuesday with Dr Ruiz"?"""
-    if parse_when(text, ctx.lang, ctx.now, ctx.tz) is not None:
+    if booking.understood_when(ctx, text) is not None:
         return True
-    return bool(text.strip()) and bool(scheduling.find_practitioners(ctx.session, text, ctx.lang))
+    return bool(text.strip()) and bool(booking.named_practitioners(ctx, text))
