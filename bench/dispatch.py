@@ -7,8 +7,8 @@ pass, first with no provider latency, then with --latency seconds added by the
 fake to every answer. Prints rows/s against the targets; asserts nothing.
 
 The fake runs in a child process (a provider is another machine: its CPU is
-not the dispatcher's), served with TCP_NODELAY; ``--stock-fake`` serves it in
-this process exactly as the tests do instead.
+not the dispatcher's); ``--stock-fake`` serves it in this process, as the
+tests do.
 
 Sends run in threads (the Twilio SDK blocks), so the event loop's default
 executor is sized to the dispatcher's concurrency, as a service with that
@@ -22,17 +22,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import uvicorn
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -56,42 +52,8 @@ SMS_FROM = "+15005550006"
 
 
 @contextlib.contextmanager
-def nodelay_fake_twilio() -> Iterator[FakeTwilio]:
-    """The fake Twilio app served on a socket with TCP_NODELAY, as real servers run.
-
-    ``running_fake_twilio`` binds ``socket(AF_INET, SOCK_STREAM)`` (proto 0), on
-    which asyncio does not set TCP_NODELAY; uvicorn writes a response's head and
-    body separately, so on a kept-alive connection Nagle holds the body until
-    the client's delayed ACK: about 40 ms per request, which is the fake's, not
-    the dispatcher's.
-    """
-    fake = FakeTwilio()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    fake.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(
-        fake.app, log_level="warning", access_log=False, lifespan="off", loop="asyncio"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake Twilio server did not start")
-        time.sleep(0.01)
-    try:
-        yield fake
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@contextlib.contextmanager
 def child_fake_twilio(latency_s: float) -> Iterator[FakeTwilio]:
-    """``nodelay_fake_twilio`` in a child process; the handle only knows its URL."""
+    """The fake Twilio in a child process; the handle only knows its URL."""
     argv = [sys.executable, __file__, "--serve-fake", str(latency_s)]
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -107,7 +69,7 @@ def child_fake_twilio(latency_s: float) -> Iterator[FakeTwilio]:
 
 
 def serve_fake(latency_s: float) -> None:
-    with nodelay_fake_twilio() as fake:
+    with running_fake_twilio() as fake:
         fake.latency_s = latency_s
         print(fake.base_url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
@@ -187,7 +149,7 @@ def main() -> None:
     parser.add_argument(
         "--stock-fake",
         action="store_true",
-        help="serve the fake as tests do (running_fake_twilio: no TCP_NODELAY)",
+        help="serve the fake in this process, as the tests do",
     )
     parser.add_argument("--serve-fake", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -197,7 +159,7 @@ def main() -> None:
     print(
         f"dispatch bench: {args.rows} SMS rows over {args.addresses} addresses, "
         f"concurrency {args.concurrency}, {args.limit} rows a pass, SQLite, fake Twilio"
-        + (" (stock server)" if args.stock_fake else " (child process, TCP_NODELAY)")
+        + (" (stock server)" if args.stock_fake else " (child process)")
     )
     for latency_s in (0.0, args.latency):
         serve = running_fake_twilio() if args.stock_fake else child_fake_twilio(latency_s)

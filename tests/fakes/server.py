@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar, cast
 
 import uvicorn
 
@@ -41,3 +43,42 @@ class LoopbackServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()
+
+
+class Fake(Protocol):
+    """What a fake provider offers the runner: its ASGI app, and where it is served."""
+
+    app: Any
+    base_url: str
+
+
+F = TypeVar("F", bound=Fake)
+
+
+@contextlib.contextmanager
+def running(fake: F, name: str) -> Iterator[F]:
+    """Serve ``fake`` on its own server, stopped on exit."""
+    server = LoopbackServer(fake.app, name)
+    fake.base_url = server.base_url
+    server.start()
+    try:
+        yield fake
+    finally:
+        server.stop()
+
+
+_shared: dict[Callable[[], Any], Any] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(make: Callable[[], F], name: str) -> F:
+    """One server per kind of fake and test process, started on first use (a
+    daemon thread that ends with the process)."""
+    with _shared_lock:
+        if make not in _shared:
+            fake = make()
+            server = LoopbackServer(fake.app, name)
+            fake.base_url = server.base_url
+            server.start()
+            _shared[make] = fake
+        return cast(F, _shared[make])

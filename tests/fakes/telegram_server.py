@@ -40,7 +40,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import running, shared
 
 TOKEN = "123456789:AAFakeTelegramTokenForTests_0123456789"
 BOT_USERNAME = "telemed_test_bot"
@@ -418,39 +418,16 @@ class FakeTelegram:
         return app
 
 
-def _serve(fake: FakeTelegram) -> LoopbackServer:
-    """uvicorn serving the fake in a daemon thread on a free loopback port."""
-    server = LoopbackServer(fake.app, "fake Telegram")
-    fake.base_url = server.base_url
-    return server
-
-
 @contextlib.contextmanager
 def running_fake_telegram(token: str = TOKEN) -> Iterator[FakeTelegram]:
-    """A fake Bot API server of its own, stopped on exit."""
-    fake = FakeTelegram(token)
-    server = _serve(fake)
-    server.start()
-    try:
+    """A fake server of its own, stopped on exit."""
+    with running(FakeTelegram(token), "fake Telegram") as fake:
         yield fake
-    finally:
-        server.stop()
-
-
-_shared: tuple[FakeTelegram, LoopbackServer] | None = None
-_shared_lock = threading.Lock()
 
 
 def shared_fake_telegram() -> FakeTelegram:
-    """One server per test process, started on first use (a daemon thread)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            fake = FakeTelegram()
-            server = _serve(fake)
-            server.start()
-            _shared = (fake, server)
-        return _shared[0]
+    """One server per test process, started on first use."""
+    return shared(FakeTelegram, "fake Telegram")
 
 
 @pytest.fixture

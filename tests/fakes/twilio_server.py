@@ -31,7 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from channels.sms import segments
-from tests.fakes.server import LoopbackServer
+from tests.fakes.server import running, shared
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-auth-token-0123456789abcdef"
@@ -263,41 +263,18 @@ class FakeTwilio:
         }
 
 
-def _serve(fake: FakeTwilio) -> LoopbackServer:
-    """uvicorn serving the fake in a daemon thread on a free loopback port."""
-    server = LoopbackServer(fake.app, "fake Twilio")
-    fake.base_url = server.base_url
-    return server
-
-
 @contextlib.contextmanager
 def running_fake_twilio(
     account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN
 ) -> Iterator[FakeTwilio]:
-    """A fake Twilio server of its own, stopped on exit."""
-    fake = FakeTwilio(account_sid, auth_token)
-    server = _serve(fake)
-    server.start()
-    try:
+    """A fake server of its own, stopped on exit."""
+    with running(FakeTwilio(account_sid, auth_token), "fake Twilio") as fake:
         yield fake
-    finally:
-        server.stop()
-
-
-_shared: tuple[FakeTwilio, LoopbackServer] | None = None
-_shared_lock = threading.Lock()
 
 
 def shared_fake_twilio() -> FakeTwilio:
-    """One server per test process, started on first use (a daemon thread)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            fake = FakeTwilio()
-            server = _serve(fake)
-            server.start()
-            _shared = (fake, server)
-        return _shared[0]
+    """One server per test process, started on first use."""
+    return shared(FakeTwilio, "fake Twilio")
 
 
 @pytest.fixture
