@@ -324,7 +324,8 @@ def test_reschedule_by_free_text(booked: Chat, db: Database) -> None:
     assert rows[1].rescheduled_from_id == rows[0].id
 
 
-def test_reschedule_in_spanish_by_numbers(engine: FlowEngine, db: Database) -> None:
+def booked_in_spanish(engine: FlowEngine) -> Chat:
+    """A new Spanish-speaking patient booked with Dr Okafor, Tue 14 Apr 10:00."""
     c = chat(engine, "+34600111222")
     c.say("hola, quiero una cita")
     c.say(c.option_number("Okafor"))
@@ -332,7 +333,12 @@ def test_reschedule_in_spanish_by_numbers(engine: FlowEngine, db: Database) -> N
     c.say("1")
     c.say("María Pérez")
     c.say("31/12/1980")
-    c.say("1")
+    assert "Cita reservada" in c.say("1")
+    return c
+
+
+def test_reschedule_in_spanish_by_numbers(engine: FlowEngine, db: Database) -> None:
+    c = booked_in_spanish(engine)
     verify_dialog(
         c,
         [
@@ -366,14 +372,7 @@ def test_cancel_my_appointment(booked: Chat, db: Database) -> None:
 
 
 def test_cancel_in_spanish_and_keep(engine: FlowEngine, db: Database) -> None:
-    c = chat(engine, "+34600111222")
-    c.say("quiero una cita")
-    c.say(c.option_number("Okafor"))
-    c.say("1")
-    c.say("1")
-    c.say("María Pérez")
-    c.say("31/12/1980")
-    c.say("1")
+    c = booked_in_spanish(engine)
     verify_dialog(
         c,
         [
