@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from bots.ratelimit import Limit, RateLimiter, RateLimits
 from channels.base import Channel, SendError
-from core import consent, outbox
+from core import consent, notices, outbox
 from core.clock import Clock
 from core.db import Database
 from core.logs import get_logger
@@ -177,18 +177,23 @@ class Dispatcher:
             if not rows:
                 return []
             identities = _identities(session, rows)
-            return [
-                _Job(
-                    row.id,
-                    row.channel,
-                    row.address,
-                    outbox.reply_of(row),
-                    *_whatsapp_window(row.address, identities, now)
+            jobs = []
+            for row in _drop_unconsented(rows, identities):
+                reply = _reply(session, row, now)
+                if reply is None:
+                    row.status, row.claimed_until, row.error = (
+                        "suppressed",
+                        None,
+                        "no longer applies",
+                    )
+                    continue
+                window = (
+                    _whatsapp_window(row.address, identities, now)
                     if row.channel == "whatsapp"
-                    else (),
+                    else ()
                 )
-                for row in _drop_unconsented(rows, identities)
-            ]
+                jobs.append(_Job(row.id, row.channel, row.address, reply, *window))
+            return jobs
 
     def _record(self, outcomes: list[_Outcome]) -> None:
         with self.db.transaction() as session:
@@ -326,6 +331,14 @@ class Dispatcher:
 
 
 WHATSAPP_WINDOW = timedelta(hours=24)
+
+
+def _reply(session: Session, row: OutboxMessage, now: datetime) -> Reply | None:
+    """The row's message; a scheduled notification is written now, from the
+    appointment as it is (``None``: it no longer applies)."""
+    if "notification" in row.payload:
+        return notices.render(session, row.payload, now)
+    return outbox.reply_of(row)
 
 
 def _identities(

@@ -2,8 +2,9 @@
 
 APScheduler only ticks: every ``TELEMED_SCHEDULER_TICK_SECONDS`` each tick
 job runs in its own short transaction and claims its due work atomically, so
-any number of processes may run the scheduler. Reminders and no-show chasing
-join ``TICK_JOBS`` with their issues.
+any number of processes may run the scheduler. The jobs, in order: free
+expired holds, mark no-shows, offer freed slots to the waitlist, plan new
+appointments' reminders, then queue everything due (``core.reminders``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from core.clock import Clock
 from core.db import Database
 from core.logs import get_logger
+from core.settings import Settings
 
 log = get_logger(__name__)
 
@@ -30,10 +32,35 @@ def release_expired_holds(session: Session, now: datetime) -> object:
     return scheduling.release_expired_holds(session, now=now)
 
 
-# (name, job): each runs once per tick, in its own transaction.
+# (name, job): each runs once per tick, in its own transaction. These need no
+# settings; ``tick_jobs(settings)`` is the full list the service runs.
 TICK_JOBS: list[tuple[str, TickJob]] = [
     ("release_expired_holds", release_expired_holds),
 ]
+
+
+def tick_jobs(settings: Settings) -> list[tuple[str, TickJob]]:
+    from core import reminders, waitlist
+
+    def mark_no_shows(session: Session, now: datetime) -> object:
+        return reminders.mark_no_shows(session, reminders.policies(session, settings), now)
+
+    def offer_freed_slots(session: Session, now: datetime) -> object:
+        return waitlist.offer_freed_slots(session, settings, now)
+
+    def plan_reminders(session: Session, now: datetime) -> object:
+        return reminders.plan_appointments(session, reminders.policies(session, settings), now)
+
+    def enqueue_due(session: Session, now: datetime) -> object:
+        return reminders.enqueue_due(session, now)
+
+    return [
+        *TICK_JOBS,
+        ("mark_no_shows", mark_no_shows),
+        ("offer_freed_slots", offer_freed_slots),
+        ("plan_reminders", plan_reminders),
+        ("enqueue_due", enqueue_due),
+    ]
 
 
 def run_tick(

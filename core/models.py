@@ -69,6 +69,12 @@ class Clinic(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     address: Mapped[str | None] = mapped_column(String(300))
     default_language: Mapped[str] = mapped_column(String(8), default="en")
+    # Reminder policy; NULL takes the service setting (TELEMED_REMINDER_OFFSETS...).
+    reminder_offsets: Mapped[str | None] = mapped_column(String(100))
+    quiet_hours: Mapped[str | None] = mapped_column(String(16))
+    reminders_per_day: Mapped[int | None] = mapped_column(Integer)
+    risk_reminder_offsets: Mapped[str | None] = mapped_column(String(100))
+    no_show_grace_minutes: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(UTC))
 
 
@@ -161,6 +167,22 @@ class Appointment(Base):
     __table_args__ = (
         Index("ix_appointments_practitioner_start", "practitioner_id", "start_at"),
         Index("ix_appointments_status_hold", "status", "hold_expires_at"),
+        Index("ix_appointments_status_start", "status", "start_at"),
+        # Small partial indexes over the rows the scheduler still has to look at.
+        Index(
+            "ix_appointments_unplanned",
+            "id",
+            sqlite_where=text("reminders_planned_at IS NULL AND status IN ('booked', 'confirmed')"),
+            postgresql_where=text(
+                "reminders_planned_at IS NULL AND status IN ('booked', 'confirmed')"
+            ),
+        ),
+        Index(
+            "ix_appointments_freed",
+            "id",
+            sqlite_where=text("waitlist_checked_at IS NULL AND status = 'cancelled'"),
+            postgresql_where=text("waitlist_checked_at IS NULL AND status = 'cancelled'"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
@@ -174,6 +196,12 @@ class Appointment(Base):
     hold_expires_at: Mapped[datetime | None]
     rescheduled_from_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
     cancel_reason: Mapped[str | None] = mapped_column(String(64))
+    checked_in_at: Mapped[datetime | None]
+    # Set when core.reminders planned this appointment's notifications; cleared
+    # (with its planned rows deleted) when the appointment moves.
+    reminders_planned_at: Mapped[datetime | None]
+    # Set when core.waitlist looked at this cancelled appointment's freed slot.
+    waitlist_checked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(UTC))
     updated_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(UTC))
 
@@ -236,6 +264,81 @@ class OutboxMessage(Base):
     error: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+NOTIFICATION_KINDS = ("reminder", "video_link", "no_show", "waitlist_offer", "waitlist_gone")
+# Kinds that ask the patient something; their answers are read by flows.prompts.
+ANSWERABLE_KINDS = ("reminder", "no_show", "waitlist_offer")
+NOTIFICATION_STATUSES = ("planned", "queued", "answered", "skipped", "cancelled")
+
+
+class Notification(Base):
+    """A message the clinic sends on its own: a reminder, the video-visit link,
+    a no-show follow-up, a waitlist offer.
+
+    Planned ahead with a due time and a latest useful time (``send_by``); the
+    scheduler tick turns due rows into outbox rows in one statement, and the
+    dispatcher renders them when it sends, from the appointment as it is then.
+    ``dedupe_key`` makes planning the same message twice a no-op.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_notification_key"),
+        Index("ix_notifications_due", "status", "due_at"),
+        Index("ix_notifications_address", "channel", "address", "queued_at"),
+        Index("ix_notifications_claim", "claim"),
+        Index("ix_notifications_patient_due", "patient_id", "due_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(16), default="reminder")
+    offset_minutes: Mapped[int | None] = mapped_column(Integer)
+    due_at: Mapped[datetime]
+    send_by: Mapped[datetime]
+    # Until when an answer ("1", "confirm") still acts on it.
+    expires_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    reason: Mapped[str | None] = mapped_column(String(32))  # why skipped or cancelled
+    claim: Mapped[str | None] = mapped_column(String(32))
+    queued_at: Mapped[datetime | None]
+    answer: Mapped[str | None] = mapped_column(String(16))  # confirm, reschedule, cancel, take...
+    answered_at: Mapped[datetime | None]
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+
+    appointment: Mapped[Appointment | None] = relationship()
+
+
+WAITLIST_STATUSES = ("waiting", "booked", "cancelled", "expired")
+
+
+class WaitlistEntry(Base):
+    """A patient waiting for an earlier slot with a practitioner or specialty,
+    within ``[earliest_at, latest_at)``; ``appointment_id`` is the booking an
+    earlier slot would replace, if they have one."""
+
+    __tablename__ = "waitlist_entries"
+    __table_args__ = (Index("ix_waitlist_status_created", "status", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    practitioner_id: Mapped[int | None] = mapped_column(ForeignKey("practitioners.id"))
+    specialty: Mapped[str | None] = mapped_column(String(100))
+    earliest_at: Mapped[datetime]
+    latest_at: Mapped[datetime]
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    visit_type: Mapped[str] = mapped_column(String(16), default="in_person")
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 def table_of(model: type[Base]) -> Table:

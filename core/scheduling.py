@@ -67,6 +67,8 @@ __all__ = [
     "SlotUnavailable",
     "book",
     "cancel",
+    "check_in",
+    "confirm",
     "confirm_hold",
     "find_practitioners",
     "free_slots",
@@ -464,6 +466,34 @@ def cancel(
         raise InvalidTransition(f"appointment {appointment.id} has already started")
     appointment.status = "cancelled"
     appointment.cancel_reason = reason
+    appointment.updated_at = now
+    session.flush()
+    return appointment
+
+
+def confirm(session: Session, appointment_id: int, *, now: datetime) -> Appointment:
+    """The patient says they will come: ``booked`` -> ``confirmed`` (twice is fine)."""
+    now = aware(now, "now")
+    appointment = _locked_appointment(session, appointment_id)
+    if appointment.status == "confirmed":
+        return appointment
+    if appointment.status != "booked":
+        raise InvalidTransition(f"appointment {appointment.id} is {appointment.status}")
+    if appointment.start_at <= now:
+        raise InvalidTransition(f"appointment {appointment.id} has already started")
+    appointment.status = "confirmed"
+    appointment.updated_at = now
+    session.flush()
+    return appointment
+
+
+def check_in(session: Session, appointment_id: int, *, now: datetime) -> Appointment:
+    """The patient arrived (or joined the video call): never a no-show."""
+    now = aware(now, "now")
+    appointment = _locked_appointment(session, appointment_id)
+    if appointment.status not in ("booked", "confirmed"):
+        raise InvalidTransition(f"appointment {appointment.id} is {appointment.status}")
+    appointment.checked_in_at = now
     appointment.updated_at = now
     session.flush()
     return appointment

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import timedelta
+from datetime import time, timedelta
 from functools import lru_cache
 from typing import Literal
 
@@ -40,6 +40,25 @@ def parse_offsets(value: str) -> tuple[timedelta, ...]:
     return tuple(sorted(set(offsets), reverse=True))
 
 
+_QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time] | None:
+    """``"21:00-08:00"`` -> (start, end) in local time, wrapping midnight; "" -> None."""
+    if not value.strip():
+        return None
+    match = _QUIET.match(value)
+    if match is None:
+        raise ValueError(f"{value.strip()!r} is not a range like 21:00-08:00")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise ValueError(f"{value.strip()!r} has an hour past 23:59")
+    start, end = time(h1, m1), time(h2, m2)
+    if start == end:
+        raise ValueError(f"{value.strip()!r} starts and ends at the same time")
+    return start, end
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
@@ -64,6 +83,18 @@ class Settings(BaseSettings):
     telegram_api_base_url: str = "https://api.telegram.org"
 
     reminder_offsets: str = "72h,24h,2h"
+    # No reminder is sent in these local hours (the patient's zone); "" for none.
+    quiet_hours: str = "21:00-08:00"
+    # At most this many reminders a patient gets in one local day.
+    reminders_per_day: int = Field(default=2, ge=1, le=24)
+    # Extra reminder offsets for patients who missed a visit before ("" = off).
+    risk_reminder_offsets: str = ""
+    # A visit not checked in this long after its start becomes a no-show.
+    no_show_grace_minutes: int = Field(default=30, ge=5, le=24 * 60)
+    # A freed slot is offered to this many waitlisted patients, each with this
+    # long to reply; the first valid reply takes it.
+    waitlist_offer_count: int = Field(default=3, ge=1, le=50)
+    waitlist_claim_minutes: int = Field(default=15, ge=1, le=24 * 60)
     scheduler_tick_seconds: float = Field(default=15, gt=0, le=3600)
     video_provider: Literal["jitsi", "twilio"] = "jitsi"
     jitsi_base_url: str = "https://meet.jit.si"
@@ -122,6 +153,18 @@ class Settings(BaseSettings):
         if not parse_offsets(value):
             raise ValueError("needs at least one offset, like 72h,24h,2h")
         return value
+
+    @field_validator("risk_reminder_offsets")
+    @classmethod
+    def _risk_offsets(cls, value: str) -> str:
+        parse_offsets(value)
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str) -> str:
+        parse_quiet_hours(value)
+        return value.strip()
 
     @field_validator("default_region")
     @classmethod

@@ -10,7 +10,7 @@ import contextlib
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from core import scheduling
+from core import notices, scheduling
 from core.i18n import format_clock, format_day, format_when
 from core.messages import Option, Reply
 from core.models import Appointment, Practitioner
@@ -444,6 +444,10 @@ class Confirm:
         except scheduling.SchedulingError:
             return Outcome.end(ctx.t("common.lost"))
         appointment.visit_type = choice[2:]
+        if replaces:
+            notices.record_answer(
+                ctx.session, ctx.data.get("notification_id"), "reschedule", ctx.now
+            )
         when = format_when(appointment.start_at, ctx.lang, ctx.tz)
         place = (
             ctx.t("booking.video")

@@ -34,9 +34,10 @@ from core.patients import (
     touch_identity,
 )
 from core.settings import Settings
-from flows import registry, state
+from flows import prompts, registry, state
 from flows.context import END, Ctx, Outcome, fold, match_option
 from flows.state import ConversationState
+from flows.waitlist import asks_for_waitlist
 
 log = logging.getLogger("telemed.flows")
 
@@ -192,6 +193,12 @@ class FlowEngine:
         if consent is not None:
             return consent
 
+        if folded not in MENU_WORDS and folded not in HELP_WORDS and folded not in LANGUAGE_WORDS:
+            # An answer to a reminder or an offer comes before a timed-out flow.
+            answered = prompts.answer(ctx, text)
+            if answered is not None:
+                return self._apply(ctx, conversation.step or prompts.STEP, answered)
+
         if conversation.step and self._timed_out(conversation, now):
             conversation.data = {"resume": [conversation.step, conversation.data]}
             return self._enter(ctx, "system.resume", None)
@@ -222,6 +229,9 @@ class FlowEngine:
         such as "tomorrow at 3" stays with the current step."""
         if not text:
             return None if only_commands else self._enter(ctx, "menu.main", None)
+        if asks_for_waitlist(text):
+            ctx.conversation.data = {"request": text}
+            return self._enter(ctx, "waitlist.join", None)
         intent = classify_intent(text, ctx.lang)
         if intent == "opt_out":
             intent = "cancel"  # only a lone CANCEL off SMS gets here (see _consent)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core import scheduling
+from core import notices, scheduling
 from core.i18n import format_when
 from core.messages import Option, Reply
 from core.models import Appointment
@@ -140,4 +140,5 @@ class ConfirmCancel:
             scheduling.cancel(ctx.session, ctx.data["cancel_id"], now=ctx.now, reason="patient")
         except scheduling.SchedulingError:
             return Outcome.end(ctx.t("cancel.not_possible"))
+        notices.record_answer(ctx.session, ctx.data.get("notification_id"), "cancel", ctx.now)
         return Outcome.end(ctx.t("cancel.done"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows import booking, manage, menu
+from flows import booking, manage, menu, prompts, waitlist
 from flows.context import Ctx, Step
 
 STEPS: dict[str, Step] = {
@@ -21,6 +21,8 @@ STEPS: dict[str, Step] = {
         manage.PickToReschedule(),
         manage.PickToCancel(),
         manage.ConfirmCancel(),
+        prompts.PromptReply(),
+        waitlist.Join(),
     )
 }
 

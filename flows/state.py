@@ -30,6 +30,7 @@ class ConversationState:
     data: dict[str, Any]
     language: str | None
     updated_at: datetime
+    new: bool = False  # created by this message: nothing was said in it before
 
 
 @cache
@@ -73,6 +74,7 @@ def lock(session: Session, channel: str, address: str, now: datetime) -> Convers
     select_row, create, _save = _statements(session.get_bind().dialect.name)
     key = {"channel": channel, "address": address}
     row = session.execute(select_row, key).first()
+    new = row is None
     if row is None:
         session.execute(create, {**key, "now": now})
         row = session.execute(select_row, key).one()
@@ -83,6 +85,7 @@ def lock(session: Session, channel: str, address: str, now: datetime) -> Convers
         data=dict(row.data or {}),
         language=row.language,
         updated_at=row.updated_at,
+        new=new,
     )
 
 

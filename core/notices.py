@@ -1,0 +1,126 @@
+"""What a notification says, in the patient's language, when it is sent.
+
+The scheduler queues notifications as outbox rows whose payload names the
+notification (``{"notification": id}``); the dispatcher calls ``render`` at
+send time, so the text shows the appointment as it is then, and a row whose
+appointment was cancelled meanwhile is not sent at all. The options here are
+the ones ``flows.prompts`` reads the answers against.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.i18n import format_clock, format_when, normalize_language, t
+from core.messages import Option, Reply
+from core.models import ChannelIdentity, Clinic, Notification, Practitioner
+
+ACTIVE = ("booked", "confirmed")
+
+
+def options(kind: str, lang: str) -> tuple[Option, ...]:
+    """The numbered choices a notification of ``kind`` offers."""
+    if kind == "reminder":
+        return (
+            Option(t(lang, "reminder.confirm"), "confirm"),
+            Option(t(lang, "reminder.reschedule"), "reschedule"),
+            Option(t(lang, "reminder.cancel"), "cancel"),
+        )
+    if kind == "no_show":
+        return (Option(t(lang, "noshow.rebook"), "rebook"), Option(t(lang, "noshow.no"), "no"))
+    if kind == "waitlist_offer":
+        return (Option(t(lang, "waitlist.take"), "take"), Option(t(lang, "waitlist.pass"), "no"))
+    return ()
+
+
+def language_of(session: Session, n: Notification, clinic: Clinic | None) -> tuple[str, str]:
+    """(language, time zone) to write to the notification's recipient in."""
+    identity = session.scalars(
+        select(ChannelIdentity).where(
+            ChannelIdentity.channel == n.channel, ChannelIdentity.address == n.address
+        )
+    ).first()
+    patient = identity.patient if identity is not None else None
+    lang = (
+        (identity.language if identity else None)
+        or (patient.language if patient else None)
+        or (clinic.default_language if clinic else None)
+    )
+    tz = (patient.timezone if patient else None) or (clinic.timezone if clinic else None) or "UTC"
+    return normalize_language(lang), tz
+
+
+def place(lang: str, visit_type: str, clinic: Clinic) -> str:
+    if visit_type == "video":
+        return t(lang, "reminder.by_video")
+    return t(lang, "reminder.at", place=clinic.address or clinic.name)
+
+
+def render(session: Session, payload: dict[str, Any], now: datetime) -> Reply | None:
+    """The message for an outbox payload naming a notification; ``None`` when it
+    should no longer be sent (the appointment changed, the offer lapsed)."""
+    n = session.get(Notification, int(payload["notification"]))
+    if n is None:
+        return None
+    appointment = n.appointment
+    p: Practitioner | None = appointment.practitioner if appointment is not None else None
+    if n.kind in ("waitlist_offer", "waitlist_gone"):
+        p = session.get(Practitioner, int(n.data.get("practitioner_id", 0)))
+    if p is None:
+        return None
+    clinic = p.clinic
+    lang, tz = language_of(session, n, clinic)
+    values = {"clinic": clinic.name, "practitioner": p.name}
+    if n.kind == "reminder":
+        if appointment is None or appointment.status not in ACTIVE or appointment.start_at <= now:
+            return None
+        text = t(
+            lang,
+            "reminder.text",
+            **values,
+            when=format_when(appointment.start_at, lang, tz),
+            place=place(lang, appointment.visit_type, clinic),
+        )
+    elif n.kind == "video_link":
+        if appointment is None or appointment.status not in ACTIVE or appointment.end_at <= now:
+            return None
+        text = t(
+            lang,
+            "reminder.video_link",
+            **values,
+            time=format_clock(appointment.start_at, lang, tz),
+            link=str(n.data.get("link", "")),
+        )
+    elif n.kind == "no_show":
+        if appointment is None:
+            return None
+        text = t(lang, "noshow.text", **values, when=format_when(appointment.start_at, lang, tz))
+    elif n.kind in ("waitlist_offer", "waitlist_gone"):
+        start = datetime.fromisoformat(str(n.data["start"]))
+        if n.kind == "waitlist_offer" and (n.status != "queued" or start <= now):
+            return None
+        key = "waitlist.offer" if n.kind == "waitlist_offer" else "waitlist.gone"
+        text = t(
+            lang,
+            key,
+            **values,
+            when=format_when(start, lang, tz),
+            minutes=int(n.data.get("minutes", 15)),
+        )
+    else:
+        return None
+    return Reply(text, options(n.kind, lang), purpose=n.purpose)
+
+
+def record_answer(session: Session, notification_id: object, answer: str, now: datetime) -> None:
+    """The patient acted on a notification (for the report: confirmed,
+    rescheduled, cancelled through reminders)."""
+    if not isinstance(notification_id, int):
+        return
+    n = session.get(Notification, notification_id)
+    if n is not None:
+        n.status, n.answer, n.answered_at = "answered", answer, now
