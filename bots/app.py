@@ -26,6 +26,7 @@ from core.clock import Clock, SystemClock
 from core.db import Database
 from core.settings import Settings, load_settings
 from web import api
+from web.metrics import metrics_router
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -137,10 +138,13 @@ class Background:
                 name="telemed-dispatcher",
             )
         if self.runs_scheduler:
-            from bots.scheduler import create_scheduler
+            from bots.scheduler import create_scheduler, tick_jobs
 
             self.scheduler = create_scheduler(
-                self.db, self.clock, tick_seconds=self.settings.scheduler_tick_seconds
+                self.db,
+                self.clock,
+                tick_seconds=self.settings.scheduler_tick_seconds,
+                jobs=tick_jobs(self.settings),
             )
             self.scheduler.start()
 
@@ -243,6 +247,7 @@ def create_app(
         return Health(status="ok")
 
     app.include_router(api.router, prefix="/api/v1")
+    app.include_router(metrics_router(database, the_clock))
     _mount_webhooks(app, settings, database, the_clock)
     return app
 

@@ -632,6 +632,78 @@ def _print_practitioners(db: Database) -> None:
     _console().print(table)
 
 
+# -- report --------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    weeks: Annotated[
+        str,
+        typer.Option(metavar="N", help="How many weeks, this one included (1 to 104)."),
+    ] = "4",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array, one object per week.")
+    ] = False,
+) -> None:
+    """Reminders sent and answered, confirmations, no-show rate and waitlist fills, by week."""
+    from core import metrics
+
+    count = _report_weeks(weeks, metrics.MAX_WEEKS)
+    settings = _settings()
+    db = _database(settings)
+    with db.transaction() as session:
+        zone_name = _clinic_zone(session, settings)
+        now = datetime.now(UTC)
+        rows = metrics.weekly_report(session, now=now, zone=_zone(zone_name), weeks=count)
+    if as_json:
+        _dump([row.to_json() for row in rows])
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"Last {count} week{'s' if count != 1 else ''} (weeks from Monday, {zone_name})",
+        caption="no-show rate = no-shows / visits due (past visits, cancelled ones aside)",
+    )
+    columns = ("week of", "reminders", "answered", "confirmed", "rescheduled", "cancelled")
+    columns += ("visits", "no-shows", "no-show rate", "waitlist offers", "filled")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "week of" else "right", no_wrap=True)
+    for row in rows:
+        rate = "-" if row.no_show_rate is None else f"{row.no_show_rate:.1%}"
+        table.add_row(
+            row.week_start.isoformat(),
+            *(
+                str(value)
+                for value in (
+                    row.reminders_sent,
+                    row.reminders_answered,
+                    row.reminders_confirmed,
+                    row.reminders_rescheduled,
+                    row.reminders_cancelled,
+                    row.visits_due,
+                    row.no_shows,
+                )
+            ),
+            rate,
+            str(row.waitlist_offers_sent),
+            str(row.waitlist_fills),
+        )
+    _console().print(table)
+
+
+def _report_weeks(value: str, most: int) -> int:
+    """``--weeks``, or exit 2 with one line (not typer's boxed usage panel)."""
+    text = value.strip()
+    number = int(text) if text.isascii() and text.isdigit() else None
+    if number is None or not 1 <= number <= most:
+        print(
+            f"telemed: --weeks must be a whole number from 1 to {most}, not {value!r}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return number
+
+
 # -- db ------------------------------------------------------------------------
 
 

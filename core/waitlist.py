@@ -191,6 +191,18 @@ def _matching(
 def take(session: Session, offer: Notification, now: datetime) -> Appointment:
     """Book the offered slot for the patient; raises ``OfferLapsed`` or
     ``scheduling.SlotUnavailable`` (someone else was first)."""
+    if offer.status == "cancelled" and offer.reason == "taken":
+        # Told now, in answer: the "it's gone" notice would only repeat it.
+        offer.status, offer.answer, offer.answered_at = "answered", "gone", now
+        session.execute(
+            update(Notification)
+            .where(
+                Notification.dedupe_key == f"waitlist_gone:{offer.id}",
+                Notification.status == "planned",
+            )
+            .values(status="cancelled", reason="told")
+        )
+        raise scheduling.SlotUnavailable("someone else took the offered slot")
     if offer.status != "queued" or offer.expires_at is None or offer.expires_at <= now:
         raise OfferLapsed(f"offer {offer.id} is {offer.status}")
     entry = session.get(WaitlistEntry, int(offer.data["entry_id"]))

@@ -38,8 +38,10 @@ def latest(ctx: Ctx) -> Notification | None:
         .where(
             Notification.channel == ctx.message.channel,
             Notification.address == ctx.message.address,
-            Notification.status == "queued",
             Notification.kind.in_(ANSWERABLE_KINDS),
+            # An offer someone else took still gets its "sorry, it's gone".
+            (Notification.status == "queued")
+            | ((Notification.status == "cancelled") & (Notification.reason == "taken")),
             Notification.queued_at >= ctx.now - ANSWER_WINDOW,
         )
         .order_by(Notification.queued_at.desc(), Notification.id.desc())
