@@ -545,6 +545,53 @@ def book(
     )
 
 
+def _change_appointment(appointment_id: int, action: str) -> None:
+    from core import scheduling
+    from core.clock import SystemClock
+
+    settings = _settings()
+    db = _database(settings)
+    now = SystemClock().now()
+    change = {
+        "check-in": scheduling.check_in,
+        "complete": scheduling.complete,
+    }
+    try:
+        with db.transaction() as session:
+            if action == "cancel":
+                appointment = scheduling.cancel(session, appointment_id, now=now, reason="staff")
+            else:
+                appointment = change[action](session, appointment_id, now=now)
+            status = appointment.status
+    except scheduling.SchedulingError as exc:
+        raise CliError(str(exc)) from None
+    print(
+        f"Appointment #{appointment_id}: {status}"
+        + (" (checked in)" if action == "check-in" else "")
+    )
+
+
+AppointmentId = Annotated[int, typer.Argument(help="The appointment's id.", min=1, max=2**31 - 1)]
+
+
+@appointments_app.command("check-in")
+def check_in(appointment_id: AppointmentId) -> None:
+    """The patient arrived (or joined the video call): the visit will not count as a no-show."""
+    _change_appointment(appointment_id, "check-in")
+
+
+@appointments_app.command("complete")
+def complete(appointment_id: AppointmentId) -> None:
+    """The visit took place."""
+    _change_appointment(appointment_id, "complete")
+
+
+@appointments_app.command("cancel")
+def cancel(appointment_id: AppointmentId) -> None:
+    """Cancel for the clinic; the freed slot is offered to the waitlist."""
+    _change_appointment(appointment_id, "cancel")
+
+
 def _find_practitioner(session: Session, query: str) -> Practitioner:
     """An id, an exact name, or a unique part of a name; else a one-line error."""
     from sqlalchemy import select

@@ -68,6 +68,7 @@ __all__ = [
     "book",
     "cancel",
     "check_in",
+    "complete",
     "confirm",
     "confirm_hold",
     "find_practitioners",
@@ -494,6 +495,21 @@ def check_in(session: Session, appointment_id: int, *, now: datetime) -> Appoint
     if appointment.status not in ("booked", "confirmed"):
         raise InvalidTransition(f"appointment {appointment.id} is {appointment.status}")
     appointment.checked_in_at = now
+    appointment.updated_at = now
+    session.flush()
+    return appointment
+
+
+def complete(session: Session, appointment_id: int, *, now: datetime) -> Appointment:
+    """The visit took place: ``completed`` (checked in too, if nobody did)."""
+    now = aware(now, "now")
+    appointment = _locked_appointment(session, appointment_id)
+    if appointment.status not in ("booked", "confirmed", "no_show"):
+        raise InvalidTransition(f"appointment {appointment.id} is {appointment.status}")
+    if appointment.start_at > now + timedelta(hours=1):
+        raise InvalidTransition(f"appointment {appointment.id} has not started yet")
+    appointment.status = "completed"
+    appointment.checked_in_at = appointment.checked_in_at or now
     appointment.updated_at = now
     session.flush()
     return appointment

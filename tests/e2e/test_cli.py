@@ -76,7 +76,16 @@ def next_weekday(weekday: int, weeks_ahead: int = 1) -> date:
 def test_help(cli: Cli) -> None:
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("serve", "demo", "chat", "understand", "appointments", "practitioners", "db"):
+    for command in (
+        "serve",
+        "demo",
+        "chat",
+        "understand",
+        "appointments",
+        "practitioners",
+        "report",
+        "db",
+    ):
         assert command in result.stdout
 
 
@@ -201,6 +210,24 @@ def test_staff_booking_never_double_books(demo: Cli) -> None:
     assert human.returncode == 0 and "Okafor" in human.stdout
     other_day = demo("appointments", "--day", (day + timedelta(days=1)).isoformat(), "--json")
     assert json.loads(other_day.stdout) == []
+
+
+def test_staff_check_in_cancel_and_complete(demo: Cli) -> None:
+    at = f"{next_weekday(2).isoformat()}T10:00"
+    booked = demo(
+        "appointments", "book", "--phone", "+15555550123", "--practitioner", "Ruiz", "--at", at
+    )
+    appointment_id = booked.stdout.split("#", 1)[1].split(":", 1)[0]
+    checked = demo("appointments", "check-in", appointment_id)
+    assert checked.returncode == 0, checked.stderr
+    assert f"#{appointment_id}: booked (checked in)" in checked.stdout
+    # A visit next week has not taken place yet.
+    assert "not started" in one_line_failure(demo("appointments", "complete", appointment_id))
+    cancelled = demo("appointments", "cancel", appointment_id)
+    assert f"#{appointment_id}: cancelled" in cancelled.stdout
+    assert "already cancelled" in one_line_failure(demo("appointments", "cancel", appointment_id))
+    assert "no appointment 4242" in one_line_failure(demo("appointments", "check-in", "4242"))
+    assert demo("appointments", "check-in", "soon").returncode == 2
 
 
 @pytest.mark.parametrize("who", ["Dr", "999", "Dr Nobody"])
