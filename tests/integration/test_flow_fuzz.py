@@ -84,3 +84,69 @@ def test_any_text_at_any_step_gets_an_answer(engine: FlowEngine, step: str, text
     # Silence is right only for an opt-out word's aftermath; every other text gets a reply.
     assert answers, f"no answer to {text!r} at {step}"
     assert all(a.strip() for a in answers)
+
+
+def _notified(engine: FlowEngine, address: str, kind: str) -> None:
+    """A patient with a visit in two hours, just sent a notification of ``kind``."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from core.models import Appointment, Notification, Practitioner
+    from core.patients import find_or_create_patient_by_phone
+
+    now = engine.clock.now()
+    with engine.db.transaction() as session:
+        p = session.scalars(select(Practitioner).limit(1)).one()
+        patient = find_or_create_patient_by_phone(session, p.clinic_id, address, "sms", now=now)
+        start = now + timedelta(hours=2)
+        # Inserted directly: many fuzzed patients share the one time (SQLite only).
+        appointment = Appointment(
+            clinic_id=p.clinic_id,
+            practitioner_id=p.id,
+            patient_id=patient.id,
+            start_at=start,
+            end_at=start + timedelta(minutes=30),
+            status="booked",
+            channel="sms",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(appointment)
+        session.flush()
+        data = {}
+        if kind == "waitlist_offer":
+            data = {"entry_id": 0, "practitioner_id": p.id, "start": start.isoformat()}
+        session.add(
+            Notification(
+                kind=kind,
+                dedupe_key=f"fuzz:{address}",
+                appointment_id=appointment.id,
+                patient_id=patient.id,
+                channel="sms",
+                address=address,
+                purpose="reminder",
+                due_at=now,
+                send_by=start,
+                expires_at=start,
+                status="queued",
+                queued_at=now,
+                data=data,
+                created_at=now,
+            )
+        )
+
+
+@pytest.mark.parametrize("kind", ["reminder", "no_show", "waitlist_offer"])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=patient_text)
+def test_any_answer_to_a_notification_gets_an_answer(
+    engine: FlowEngine, kind: str, text: str
+) -> None:
+    address = f"+1555{uuid.uuid4().int % 10**7:07d}"
+    _notified(engine, address, kind)
+    answers = say(engine, address, text)
+    assert answers, f"no answer to {text!r} after a {kind}"
+    assert all(a.strip() for a in answers)
