@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from bots.ratelimit import Limit, RateLimiter, RateLimits
 from channels.base import Channel, SendError
+from channels.render import render_text
 from core import consent, notices, outbox
 from core.clock import Clock
 from core.db import Database
@@ -300,7 +301,9 @@ class Dispatcher:
             # message: an approved template instead, else SMS to the same number.
             template = getattr(sender, "send_template", None)
             if self.whatsapp_template_sid and template is not None:
-                variables = {"1": job.reply.text[:1000]}
+                # The numbered options travel in the one variable too: "Reply 1" must
+                # mean something to the patient reading the template.
+                variables = {"1": render_text(job.reply)[:1000]}
                 call = template(job.address, self.whatsapp_template_sid, variables)
                 via = "template"
             elif job.sms_allowed and "sms" in self.senders:

@@ -15,7 +15,7 @@ from channels.twilio import build_twilio_channels
 from core import outbox
 from core.clock import FixedClock
 from core.db import Database
-from core.messages import Reply
+from core.messages import Option, Reply
 from core.models import ChannelIdentity, OutboxMessage
 from core.settings import Settings
 from tests.fakes import twilio_server
@@ -27,7 +27,12 @@ PATIENT = "+34600111222"
 SMS_FROM = "+15005550006"
 WA_FROM = "+14155238886"
 TEMPLATE = "HX" + "0" * 32
-REMINDER = Reply("Riverside Family Clinic: Dr Ruiz, Tue 14 Apr, 10:00 AM.", purpose="reminder")
+NUMBERED = "Riverside Family Clinic: Dr Ruiz, Tue 14 Apr, 10:00 AM.\n1. Confirm\n2. Change the time"
+REMINDER = Reply(
+    "Riverside Family Clinic: Dr Ruiz, Tue 14 Apr, 10:00 AM.",
+    (Option("Confirm", "confirm"), Option("Change the time", "reschedule")),
+    purpose="reminder",
+)
 
 
 def settings(fake: FakeTwilio) -> Settings:
@@ -83,7 +88,7 @@ def test_inside_the_window_free_text_goes_by_whatsapp(
     [sent] = fake_twilio.messages
     assert (sent["to"], sent["body"], sent["content_sid"]) == (
         "whatsapp:" + PATIENT,
-        REMINDER.text,
+        NUMBERED,
         None,
     )
     assert (row(db, outbox_id).status, row(db, outbox_id).sent_via) == ("sent", None)
@@ -98,7 +103,8 @@ def test_outside_the_window_the_template_goes_never_free_text(
     assert sent["to"] == "whatsapp:" + PATIENT
     assert sent["body"] == ""
     assert sent["content_sid"] == TEMPLATE
-    assert json.loads(sent["content_variables"]) == {"1": REMINDER.text}
+    # The numbered choices travel in the variable, so "reply 1" still makes sense.
+    assert json.loads(sent["content_variables"]) == {"1": NUMBERED}
     assert row(db, outbox_id).sent_via == "template"
 
 
@@ -108,7 +114,7 @@ def test_outside_the_window_without_a_template_it_falls_back_to_sms(
     outbox_id = queue(db, clock, timedelta(days=3))
     dispatch(db, clock, fake_twilio, None)
     [sent] = fake_twilio.messages
-    assert (sent["to"], sent["from"], sent["body"]) == (PATIENT, SMS_FROM, REMINDER.text)
+    assert (sent["to"], sent["from"], sent["body"]) == (PATIENT, SMS_FROM, NUMBERED)
     assert row(db, outbox_id).sent_via == "sms"
 
 
