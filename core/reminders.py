@@ -38,7 +38,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, delete, func, insert, literal, select, update
+from sqlalchemy import CursorResult, delete, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -277,7 +277,11 @@ def plan_appointments(
         .add_columns(a.visit_type, a.created_at, Patient.timezone, Clinic.timezone)
         .join(Patient, Patient.id == a.patient_id)
         .join(Clinic, Clinic.id == a.clinic_id)
-        .where(a.reminders_planned_at.is_(None), a.status.in_(BOOKED))
+        # Literal statuses, as in the partial index's condition: SQLite uses a
+        # partial index only when the query repeats its terms, not parameters.
+        .where(
+            a.reminders_planned_at.is_(None), text("appointments.status IN ('booked', 'confirmed')")
+        )
         .order_by(a.id)
         .limit(limit)
     )
@@ -410,17 +414,16 @@ def _reminders_per_day(
     n = Notification
     for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
         rows = session.execute(
-            select(n.patient_id, n.due_at, Patient.timezone, Clinic.timezone)
+            select(n.patient_id, n.due_at, n.kind, n.status, Patient.timezone, Clinic.timezone)
             .join(Patient, Patient.id == n.patient_id)
             .join(Clinic, Clinic.id == Patient.clinic_id)
-            .where(
-                n.patient_id.in_(chunk),
-                n.kind == "reminder",
-                n.status.in_(("planned", "queued", "answered")),
-                n.due_at >= now - DAY,
-            )
+            # Only (patient_id, due_at) in SQL: with the status here both backends
+            # pick ix_notifications_due and read every planned row.
+            .where(n.patient_id.in_(chunk), n.due_at >= now - DAY)
         )
-        for patient_id, due_at, patient_zone, clinic_zone in rows:
+        for patient_id, due_at, kind, status, patient_zone, clinic_zone in rows:
+            if kind != "reminder" or status not in ("planned", "queued", "answered"):
+                continue
             zone = ZoneInfo(patient_zone or clinic_zone or "UTC")
             counts[(patient_id, _local(due_at, zone).date())] += 1
     return counts
@@ -472,20 +475,25 @@ def enqueue_due(session: Session, now: datetime, *, limit: int = 100_000) -> int
     """
     n = table_of(Notification)
     a = table_of(Appointment)
-    inactive = select(a.c.id).where(a.c.status.not_in(BOOKED)).scalar_subquery()
+    # Correlated: a primary-key probe per due row, not a scan of every appointment.
+    inactive = (
+        select(a.c.id).where(a.c.id == n.c.appointment_id, a.c.status.not_in(BOOKED)).exists()
+    )
     session.execute(
         update(n)
         .where(
             n.c.status == "planned",
             n.c.due_at <= now,
             n.c.kind.in_(("reminder", "video_link")),
-            n.c.appointment_id.in_(inactive),
+            inactive,
         )
         .values(status="cancelled", reason="appointment_changed")
     )
     session.execute(
         update(n)
-        .where(n.c.status == "planned", n.c.send_by <= now)
+        # send_by is always after due_at: bounding due_at keeps this to the
+        # (status, due_at) index range instead of every planned row.
+        .where(n.c.status == "planned", n.c.due_at <= now, n.c.send_by <= now)
         .values(status="skipped", reason="missed_window")
     )
     due = select(n.c.id).where(n.c.status == "planned", n.c.due_at <= now).order_by(n.c.due_at)
@@ -497,7 +505,10 @@ def enqueue_due(session: Session, now: datetime, *, limit: int = 100_000) -> int
     claimed = _rowcount(
         session.execute(
             update(n)
-            .where(n.c.id.in_(due.scalar_subquery()), n.c.status == "planned")
+            # No status test here: the subquery has it (PostgreSQL's FOR UPDATE
+            # re-checks it on the locked row), and with it SQLite scans every
+            # planned row instead of probing the claimed ids.
+            .where(n.c.id.in_(due.scalar_subquery()))
             .values(status="queued", queued_at=now, claim=token)
         )
     )
