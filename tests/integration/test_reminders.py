@@ -291,3 +291,27 @@ def all_appointments(clinic: Clinic) -> list[Appointment]:
 
     with clinic.db.transaction() as session:
         return list(session.scalars(select(Appointment).order_by(Appointment.id)))
+
+
+def test_across_the_spring_dst_change_reminders_keep_the_local_time(
+    db: Database, clock: FixedClock
+) -> None:
+    clock.set(local(2026, 3, 2, 9, 0))  # Monday before DST starts (Sunday 8 March, 02:00)
+    clinic = Clinic.open(db, clock)
+    clinic.book(ANA, local(2026, 3, 9, 10, 0))  # Monday 10:00 EDT, the day after
+    clinic.book(BEN, local(2026, 3, 8, 10, 0), doctor="Okafor")  # Sunday 10:00 EDT
+    sent = [
+        (when.strftime("%a %d %H:%M %Z"), address)
+        for when, address, text in run_until(clinic, local(2026, 3, 9, 10, 15))
+        if text.startswith("Reminder")
+    ]
+    assert sorted(sent) == sorted(
+        [
+            ("Thu 05 10:00 EST", BEN),
+            ("Fri 06 10:00 EST", ANA),
+            ("Sat 07 10:00 EST", BEN),  # 23 real hours before Sunday 10:00 EDT
+            ("Sun 08 08:00 EDT", BEN),
+            ("Sun 08 10:00 EDT", ANA),
+            ("Mon 09 08:00 EDT", ANA),
+        ]
+    )
