@@ -75,6 +75,9 @@ class Clinic(Base):
     reminders_per_day: Mapped[int | None] = mapped_column(Integer)
     risk_reminder_offsets: Mapped[str | None] = mapped_column(String(100))
     no_show_grace_minutes: Mapped[int | None] = mapped_column(Integer)
+    # Said in every emergency reply; NULL takes TELEMED_EMERGENCY_NUMBER / _CRISIS_LINE.
+    emergency_number: Mapped[str | None] = mapped_column(String(32))
+    crisis_line: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(UTC))
 
 
@@ -339,6 +342,55 @@ class WaitlistEntry(Base):
     status: Mapped[str] = mapped_column(String(16), default="waiting")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class Alert(Base):
+    """Something staff must see now: a red flag in a patient's message, a
+    locked identity... Written in the transaction of the reply that caused it."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_status_created", "status", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    kind: Mapped[str] = mapped_column(String(32))  # red_flag, intake_emergency, ...
+    level: Mapped[str] = mapped_column(String(16), default="emergency")  # emergency, urgent
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    rules: Mapped[list[Any]] = mapped_column(default=list)  # the red-flag rules that fired
+    text: Mapped[str] = mapped_column(Text, default="")  # what triggered it (PHI: never logged)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, acknowledged
+    created_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+
+
+class IntakeResponse(Base):
+    """A patient's answers to a questionnaire before a visit (a FHIR
+    QuestionnaireResponse in the making); ``answers`` maps an item's linkId to
+    its answer, ``item`` is the question being asked now."""
+
+    __tablename__ = "intake_responses"
+    __table_args__ = (
+        UniqueConstraint("appointment_id", "questionnaire", name="uq_intake_appointment"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    questionnaire: Mapped[str] = mapped_column(String(64))  # its id, e.g. "general-intake"
+    version: Mapped[str] = mapped_column(String(16), default="1")
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    status: Mapped[str] = mapped_column(String(16), default="in-progress")  # FHIR statuses
+    item: Mapped[str | None] = mapped_column(String(64))
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tries: Mapped[int] = mapped_column(Integer, default=0)  # failed tries at ``item``
+    triage_level: Mapped[str | None] = mapped_column(String(16))
+    triage_rules: Mapped[list[Any]] = mapped_column(default=list)
+    summary: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
 
 
 def table_of(model: type[Base]) -> Table:

@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     # long to reply; the first valid reply takes it.
     waitlist_offer_count: int = Field(default=3, ge=1, le=50)
     waitlist_claim_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # Said in every emergency reply (a clinic row may set its own).
+    emergency_number: str = Field(default="911", min_length=1, max_length=32)
+    crisis_line: str = Field(default="988", min_length=1, max_length=64)
+    # Where urgent alerts also go as a message, as "channel:address"
+    # (e.g. "sms:+15555550100" or "telegram:123456"); unset: dashboard only.
+    oncall_address: str | None = None
     scheduler_tick_seconds: float = Field(default=15, gt=0, le=3600)
     video_provider: Literal["jitsi", "twilio"] = "jitsi"
     jitsi_base_url: str = "https://meet.jit.si"
@@ -165,6 +171,16 @@ class Settings(BaseSettings):
     def _quiet(cls, value: str) -> str:
         parse_quiet_hours(value)
         return value.strip()
+
+    @field_validator("oncall_address")
+    @classmethod
+    def _oncall(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        channel, sep, address = value.strip().partition(":")
+        if not sep or channel not in ("sms", "whatsapp", "telegram") or not address.strip():
+            raise ValueError("must be channel:address, like sms:+15555550100 or telegram:123456")
+        return f"{channel}:{address.strip()}"
 
     @field_validator("default_region")
     @classmethod
