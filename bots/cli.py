@@ -57,8 +57,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 appointments_app = typer.Typer(help="List appointments, or book one for a patient (staff).")
+alerts_app = typer.Typer(help="Urgent alerts for staff: red flags in patients' messages.")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(appointments_app, name="appointments")
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(db_app, name="db")
 
 
@@ -407,7 +409,8 @@ def appointments(
     db = _database(settings)
     with db.transaction() as session:
         found = _appointments(session, settings, the_day)
-        rows = [_appointment_json(a) for a in found]
+        triage = _triage(session, [a.id for a in found])
+        rows = [_appointment_json(a) | {"triage": triage.get(a.id)} for a in found]
         shown = [_when(a) for a in found]
     if as_json:
         _dump(rows)
@@ -419,7 +422,7 @@ def appointments(
     from rich.table import Table
 
     table = Table(title=f"Appointments {the_day.isoformat() if the_day else 'from today on'}")
-    for column in ("id", "start", "practitioner", "patient", "channel", "type", "status"):
+    for column in ("id", "start", "practitioner", "patient", "channel", "type", "status", "triage"):
         table.add_column(column, justify="right" if column == "id" else "left", no_wrap=True)
     for row, start in zip(rows, shown, strict=True):
         table.add_row(
@@ -430,8 +433,26 @@ def appointments(
             row["channel"] or "-",
             row["visit_type"].replace("_", " "),
             row["status"],
+            row["triage"] or "-",
         )
     _console().print(table)
+
+
+def _triage(session: Session, appointment_ids: list[int]) -> dict[int, str]:
+    """Each appointment's intake triage level, where an intake has one."""
+    from sqlalchemy import select
+
+    from core.models import IntakeResponse
+
+    if not appointment_ids:
+        return {}
+    rows = session.execute(
+        select(IntakeResponse.appointment_id, IntakeResponse.triage_level).where(
+            IntakeResponse.appointment_id.in_(appointment_ids),
+            IntakeResponse.triage_level.is_not(None),
+        )
+    )
+    return {appointment_id: str(level) for appointment_id, level in rows}
 
 
 def _when(appointment: Appointment) -> str:
@@ -677,6 +698,91 @@ def _print_practitioners(db: Database) -> None:
             f"{row['slot_minutes']} min",
         )
     _console().print(table)
+
+
+# -- alerts --------------------------------------------------------------------
+
+
+@alerts_app.callback(invoke_without_command=True)
+def alerts(
+    ctx: typer.Context,
+    show_all: Annotated[bool, typer.Option("--all", help="Acknowledged ones too.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """Open alerts, newest first: what fired, who, and the words that fired it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sqlalchemy import select
+
+    from core.models import Alert, Patient
+
+    settings = _settings()
+    db = _database(settings)
+    with db.transaction() as session:
+        zone = _zone(_clinic_zone(session, settings))
+        query = (
+            select(Alert, Patient.name)
+            .outerjoin(Patient, Patient.id == Alert.patient_id)
+            .order_by(Alert.created_at.desc(), Alert.id.desc())
+        )
+        if not show_all:
+            query = query.where(Alert.status == "open")
+        rows = [
+            {
+                "id": alert.id,
+                "created": alert.created_at.astimezone(zone).isoformat(),
+                "kind": alert.kind,
+                "level": alert.level,
+                "status": alert.status,
+                "rules": list(alert.rules or []),
+                "patient": name,
+                "channel": alert.channel,
+                "address": alert.address,
+                "appointment_id": alert.appointment_id,
+                "text": alert.text,
+            }
+            for alert, name in session.execute(query)
+        ]
+    if as_json:
+        _dump(rows)
+        return
+    if not rows:
+        print("No open alerts." if not show_all else "No alerts.")
+        return
+    from rich.table import Table
+
+    table = Table(title="Alerts" if show_all else "Open alerts")
+    for column in ("id", "when", "level", "rules", "patient", "from", "message", "status"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["created"][:16].replace("T", " "),
+            row["level"],
+            ", ".join(row["rules"]),
+            row["patient"] or "-",
+            f"{row['channel']} {row['address']}",
+            row["text"],
+            row["status"],
+        )
+    _console().print(table)
+
+
+@alerts_app.command("ack")
+def ack(alert_id: Annotated[int, typer.Argument(help="The alert's id.", min=1)]) -> None:
+    """Mark an alert as seen and handled."""
+    from core.clock import SystemClock
+    from core.models import Alert
+
+    settings = _settings()
+    db = _database(settings)
+    with db.transaction() as session:
+        alert = session.get(Alert, alert_id) if alert_id < 2**31 else None
+        if alert is None:
+            raise CliError(f"no alert {alert_id}")
+        if alert.status != "acknowledged":
+            alert.status, alert.acknowledged_at = "acknowledged", SystemClock().now()
+    print(f"Alert #{alert_id}: acknowledged")
 
 
 # -- report --------------------------------------------------------------------

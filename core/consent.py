@@ -2,7 +2,8 @@
 
 Purposes: ``reply`` (an answer to the patient's own message), ``consent``
 (confirming an opt-out or opt-in: always sent, once), ``reminder``,
-``clinical`` (results, prescriptions ready...) and ``marketing``. After an
+``clinical`` (results, prescriptions ready...), ``marketing``, ``emergency`` and
+``alert`` (see ALWAYS). After an
 opt-out word only ``consent`` goes out. Marketing is never sent unless the
 patient agreed to it.
 """
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 from core.models import ChannelIdentity
 
-ALWAYS = frozenset({"consent"})
+# Always sent: confirming an opt-out/in; an emergency answer (a patient who
+# opted out still gets the emergency number when they write one); staff alerts
+# (to a clinician, not a patient who could have opted out).
+ALWAYS = frozenset({"consent", "emergency", "alert"})
 DEFAULTS = {"reply": True, "reminder": True, "clinical": True, "marketing": False}
 
 

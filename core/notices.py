@@ -15,21 +15,29 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import intake
 from core.i18n import format_clock, format_when, normalize_language, t
 from core.messages import Option, Reply
-from core.models import ChannelIdentity, Clinic, Notification, Practitioner
+from core.models import ChannelIdentity, Clinic, IntakeResponse, Notification, Practitioner
 
 ACTIVE = ("booked", "confirmed")
 
 
-def options(kind: str, lang: str) -> tuple[Option, ...]:
-    """The numbered choices a notification of ``kind`` offers."""
+def options(
+    kind: str, lang: str, data: dict[str, Any] | None = None, *, questions: int | None = None
+) -> tuple[Option, ...]:
+    """The numbered choices a notification of ``kind`` offers (the reminder
+    that invites to the symptom intake has a fourth, naming ``questions`` left)."""
     if kind == "reminder":
-        return (
+        base = (
             Option(t(lang, "reminder.confirm"), "confirm"),
             Option(t(lang, "reminder.reschedule"), "reschedule"),
             Option(t(lang, "reminder.cancel"), "cancel"),
         )
+        if (data or {}).get("intake"):
+            count = intake.load().question_count() if questions is None else questions
+            return (*base, Option(t(lang, "intake.reminder_option", count=count), "intake"))
+        return base
     if kind == "no_show":
         return (Option(t(lang, "noshow.rebook"), "rebook"), Option(t(lang, "noshow.no"), "no"))
     if kind == "waitlist_offer":
@@ -113,7 +121,29 @@ def render(session: Session, payload: dict[str, Any], now: datetime) -> Reply | 
         )
     else:
         return None
-    return Reply(text, options(n.kind, lang), purpose=n.purpose)
+    left = None
+    if n.kind == "reminder" and n.data.get("intake") and appointment is not None:
+        left = questions_left(session, appointment.id)
+    offered = options(n.kind, lang, n.data, questions=left)
+    if left == 0:
+        offered = offered[:3]  # already answered: no invitation to answer again
+    return Reply(text, offered, purpose=n.purpose)
+
+
+def questions_left(session: Session, appointment_id: int) -> int:
+    """Intake questions the patient still has to answer for this visit."""
+    q = intake.load()
+    row = session.scalars(
+        select(IntakeResponse).where(
+            IntakeResponse.appointment_id == appointment_id, IntakeResponse.questionnaire == q.id
+        )
+    ).first()
+    if row is None:
+        return q.question_count()
+    if row.status != "in-progress":
+        return 0
+    answers = dict(row.answers or {})
+    return sum(1 for item in q.enabled_items(answers) if item.link_id not in answers)
 
 
 def record_answer(session: Session, notification_id: object, answer: str, now: datetime) -> None:

@@ -67,6 +67,7 @@ EDGE_LEAD = timedelta(minutes=30)
 # A moved reminder this close to another of the same visit would only repeat it.
 REDUNDANT = timedelta(hours=12)
 VIDEO_LINK_BEFORE = timedelta(minutes=10)
+INTAKE_LEAD = timedelta(hours=12)
 NO_SHOW_ANSWERABLE = timedelta(days=7)
 # The tick does not chase visits older than this (a scheduler down for days).
 NO_SHOW_LOOKBACK = timedelta(days=2)
@@ -330,6 +331,12 @@ def plan_appointments(
         offsets = set(policy.offsets) | (set(policy.risk_offsets) if patient_id in risky else set())
         booked_at = max(created_at, now - timedelta(minutes=5)) if created_at else now
         plans = plan_offsets(start_at, zone, offsets, policy.quiet, booked_at=booked_at)
+        # The reminder that also offers the symptom intake: the nearest one sent
+        # at least INTAKE_LEAD before the visit (the 24h one by default).
+        intake_at = min(
+            (p.offset for p in plans if p.due_at is not None and p.offset >= INTAKE_LEAD),
+            default=None,
+        )
         # The reminder nearest the visit matters most: it gets the day's cap first.
         for plan in sorted(plans, key=lambda p: p.offset):
             minutes = int(plan.offset.total_seconds() // 60)
@@ -354,7 +361,10 @@ def plan_appointments(
                     "expires_at": start_at,
                     "status": status,
                     "reason": reason,
-                    "data": {"risk": True} if plan.offset not in policy.offsets else {},
+                    "data": {
+                        **({"risk": True} if plan.offset not in policy.offsets else {}),
+                        **({"intake": True} if plan.offset == intake_at else {}),
+                    },
                 }
             )
         if visit_type == "video":

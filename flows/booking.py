@@ -16,6 +16,7 @@ from core.messages import Option, Reply
 from core.models import Appointment, Practitioner
 from core.nlu import When, classify_intent, parse_when
 from core.patients import patient_for_identity, register
+from flows import intake
 from flows.context import Ctx, Outcome, with_notice
 from flows.dob import DobError, parse_dob
 
@@ -455,4 +456,7 @@ class Confirm:
             else (ctx.clinic.address or ctx.clinic.name)
         )
         key = "reschedule.done" if replaces else "booking.done"
-        return Outcome.end(ctx.t(key, name=appointment.practitioner.name, when=when, place=place))
+        done = ctx.t(key, name=appointment.practitioner.name, when=when, place=place)
+        if replaces:
+            return Outcome.end(done)
+        return intake.offer_after_booking(ctx, appointment.id, done)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
+from core.nlu.redflags import detect as detect_red_flags
 from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -34,7 +35,7 @@ from core.patients import (
     touch_identity,
 )
 from core.settings import Settings
-from flows import prompts, registry, state
+from flows import emergency, intake, prompts, registry, state
 from flows.context import END, Ctx, Outcome, fold, match_option
 from flows.state import ConversationState
 from flows.waitlist import asks_for_waitlist
@@ -110,7 +111,9 @@ class FlowEngine:
             touch_identity(session, identity, now)
             clinic = self._clinic(session)
             verdict = self._abuse_verdict(session, msg, inbound_id, now)
-            replies = self._respond(session, msg, conversation, identity, clinic, now, verdict)
+            replies = self._respond(
+                session, msg, conversation, identity, clinic, now, verdict, inbound_id
+            )
             state.save(session, conversation, now)
             outbox.enqueue_many(
                 session,
@@ -165,6 +168,7 @@ class FlowEngine:
         clinic: Clinic,
         now: datetime,
         verdict: abuse.Verdict = abuse.Verdict.OK,
+        inbound_id: int | None = None,
     ) -> list[Reply]:
         text = " ".join(msg.text.split())[:MAX_READ]
         folded = fold(text)
@@ -182,6 +186,12 @@ class FlowEngine:
             tz=patient_tz or clinic.timezone,
             message=msg,
         )
+
+        # Before anything else, consent words and the abuse guard included: an
+        # emergency is answered even from an opted-out or rate-limited number.
+        flags = detect_red_flags(text)
+        if flags:
+            return emergency.interrupt(ctx, flags, inbound_id)
 
         consent = self._consent(ctx, folded)
         if verdict is not abuse.Verdict.OK:
@@ -210,11 +220,18 @@ class FlowEngine:
         if folded in LANGUAGE_WORDS:
             return self._enter(ctx, "menu.language", None)
 
+        resumed = intake.resume(ctx, text)
+        if resumed is not None:  # "questions": back to the symptom intake
+            return self._apply(ctx, conversation.step or intake.QUESTION, resumed)
+
         step = registry.get(conversation.step) if conversation.step else None
         if step is not None:
             options = conversation.data.get("options") or []
             ctx.choice = match_option(text, options, msg.button_payload) if options else None
-            if ctx.choice is None:
+            # A free-text answer ("I want to see the doctor about my back") is an
+            # answer, not a request to book.
+            wants_text = getattr(step, "free_text", None)
+            if ctx.choice is None and not (wants_text is not None and wants_text(ctx)):
                 started = self._start_by_intent(ctx, text, only_commands=True)
                 if started is not None:
                     return started

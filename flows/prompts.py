@@ -24,6 +24,7 @@ from core.i18n import format_when
 from core.messages import Option, Reply
 from core.models import ANSWERABLE_KINDS, Appointment, Notification
 from core.nlu import classify_intent
+from flows import intake
 from flows.booking import remember_when, understood_when
 from flows.context import Ctx, Outcome, match_option, number_choice, with_notice
 
@@ -77,7 +78,7 @@ def _looks_like_answer(ctx: Ctx, text: str) -> bool:
 
 
 def _choice(ctx: Ctx, n: Notification, text: str) -> str | None:
-    offered = [[o.label, o.value] for o in notices.options(n.kind, ctx.lang)]
+    offered = [[o.label, o.value] for o in notices.options(n.kind, ctx.lang, n.data)]
     choice = match_option(text, offered, ctx.message.button_payload)
     if choice is not None:
         return choice
@@ -146,6 +147,9 @@ def _reminder(ctx: Ctx, n: Notification, reminded: Appointment, choice: str, tex
     if appointment.status not in ("booked", "confirmed") or appointment.start_at <= ctx.now:
         notices.record_answer(ctx.session, n.id, "stale", ctx.now)
         return Outcome.end(ctx.t("reminder.passed"))
+    if choice == "intake":
+        notices.record_answer(ctx.session, n.id, "intake", ctx.now)
+        return intake.start(ctx, appointment.id)
     if choice == "confirm":
         scheduling.confirm(ctx.session, appointment.id, now=ctx.now)
         notices.record_answer(ctx.session, n.id, "confirm", ctx.now)
@@ -204,7 +208,8 @@ class PromptReply:
 
     def _options(self, ctx: Ctx, n: Notification) -> list[Option]:
         only = ctx.data.get("only")
-        return [o for o in notices.options(n.kind, ctx.lang) if not only or o.value in only]
+        offered = notices.options(n.kind, ctx.lang, n.data)
+        return [o for o in offered if not only or o.value in only]
 
     def prompt(self, ctx: Ctx, notice: str | None = None) -> list[Reply]:
         n = self._notification(ctx)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows import booking, manage, menu, prompts, waitlist
+from flows import booking, emergency, intake, manage, menu, prompts, waitlist
 from flows.context import Ctx, Step
 
 STEPS: dict[str, Step] = {
@@ -11,6 +11,7 @@ STEPS: dict[str, Step] = {
         menu.MainMenu(),
         menu.Language(),
         menu.Resume(),
+        emergency.AfterEmergency(),
         booking.ChoosePractitioner(),
         booking.ChooseDay(),
         booking.ChooseSlot(),
@@ -23,6 +24,9 @@ STEPS: dict[str, Step] = {
         manage.ConfirmCancel(),
         prompts.PromptReply(),
         waitlist.Join(),
+        intake.Offer(),
+        intake.Question(),
+        intake.SameDay(),
     )
 }
 

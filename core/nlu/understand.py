@@ -41,15 +41,17 @@ class Understanding:
 
 
 def detect_red_flags(text: str, lang: str) -> tuple[str, ...]:
-    """Names of the red-flag rules that fire on ``text``; ``emergency`` is any of them.
+    """Ids of the red-flag rules that fire on ``text`` (sorted, unique); ``emergency``
+    is any of them.
 
-    Hook only: the red-flag safety net (chest pain, stroke signs, suicidal
-    ideation, ...) belongs to the symptom-intake issue, which owns the rule set,
-    its wording and its tests. Until it lands this returns (); do not add a
-    partial list here, a half safety net is worse than a visible gap.
+    See :mod:`core.nlu.redflags` for the rules and how text is read. ``lang`` is
+    accepted for the contract but not used: both languages are always checked,
+    because patients mix them and a missed emergency is the worst failure.
     """
-    del text, lang
-    return ()
+    del lang
+    from core.nlu.redflags import detect
+
+    return tuple(sorted({flag.rule for flag in detect(text)}))
 
 
 def _language(lang: str | None) -> str | None:

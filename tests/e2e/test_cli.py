@@ -84,6 +84,7 @@ def test_help(cli: Cli) -> None:
         "appointments",
         "practitioners",
         "report",
+        "alerts",
         "db",
     ):
         assert command in result.stdout
@@ -434,3 +435,26 @@ def test_serve_headless_roles_run_and_stop(cli: Cli, role: str) -> None:
         rest, _ = process.communicate(timeout=30)
     assert process.returncode == 0, "".join(seen) + rest
     assert "Traceback" not in rest
+
+
+def test_a_red_flag_by_chat_is_an_open_alert_until_acknowledged(demo: Cli) -> None:
+    chat = demo(
+        "chat",
+        "--channel",
+        "sms",
+        "--from",
+        "+15555550142",
+        stdin="hi\nmy dad's face is drooping and he can't lift his arm\n",
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert "Call 911 now" in chat.stdout
+    listed = json.loads(demo("alerts", "--json").stdout)
+    assert [(a["kind"], a["level"], a["status"], a["rules"]) for a in listed] == [
+        ("red_flag", "emergency", "open", ["stroke"])
+    ]
+    assert listed[0]["address"] == "+15555550142" and "drooping" in listed[0]["text"]
+    assert "drooping" in demo("alerts").stdout
+    assert "acknowledged" in demo("alerts", "ack", str(listed[0]["id"])).stdout
+    assert json.loads(demo("alerts", "--json").stdout) == []
+    assert len(json.loads(demo("alerts", "--all", "--json").stdout)) == 1
+    assert "no alert 999" in one_line_failure(demo("alerts", "ack", "999"))

@@ -315,3 +315,15 @@ def test_across_the_spring_dst_change_reminders_keep_the_local_time(
             ("Mon 09 08:00 EDT", ANA),
         ]
     )
+
+
+def test_the_24h_reminder_invites_to_the_intake(clinic: Clinic) -> None:
+    clinic.book(ANA, local(2026, 4, 17, 10, 0))
+    sent = run_until(clinic, local(2026, 4, 16, 10, 0))
+    calls = [r for a, r in clinic.channels["sms"].calls if a == ANA]
+    assert [o.value for o in calls[0].options] == ["confirm", "reschedule", "cancel"]  # 72h
+    assert [o.value for o in calls[-1].options][-1] == "intake"  # 24h
+    assert "Answer 8 quick questions" in calls[-1].options[-1].label
+    assert len(sent) == 2
+    answer = chat(clinic).say("4")
+    assert "main reason for your visit" in answer

@@ -246,8 +246,11 @@ def test_understand(
     assert u.emergency is False and u.red_flags == ()
 
 
-def test_red_flag_hook_is_empty_until_symptom_intake() -> None:
-    assert detect_red_flags("my chest hurts and I can't breathe", "en") == ()
+def test_red_flags_are_reported_by_rule_id() -> None:
+    assert detect_red_flags("my chest hurts and I can't breathe", "en") == (
+        "breathing",
+        "chest_pain",
+    )
 
 
 def test_understand_defaults() -> None:

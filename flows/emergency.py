@@ -1,0 +1,120 @@
+"""The red-flag safety net: an emergency in any message stops everything.
+
+The engine checks every message before consent words, the abuse guard and
+any flow (``core.nlu.redflags``). On a red flag the patient gets the
+emergency message at once (the crisis line for suicidal intent or
+self-harm), in their language; staff get an ``Alert`` row, and the on-call
+practitioner a message when ``TELEMED_ONCALL_ADDRESS`` is set, all in the
+transaction that stores the reply, so a crash loses neither. The flow that
+was under way is paused, not lost: the patient can carry on afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import outbox
+from core.i18n import t
+from core.messages import Option, Reply
+from core.models import Alert
+from core.nlu.redflags import RedFlag
+from flows import intake
+from flows.context import Ctx, Outcome, fold, with_notice
+
+STEP = "emergency.after"
+CONTINUE_WORDS = {"continue", "carry on", "seguir", "continuar", "sigamos"}
+
+
+def numbers(ctx: Ctx) -> tuple[str, str]:
+    """(emergency number, crisis line): the clinic's own, else the service's."""
+    return (
+        ctx.clinic.emergency_number or ctx.settings.emergency_number,
+        ctx.clinic.crisis_line or ctx.settings.crisis_line,
+    )
+
+
+def interrupt(ctx: Ctx, flags: tuple[RedFlag, ...], inbound_id: int | None) -> list[Reply]:
+    """Answer a message that carries red flags; pause the flow under way."""
+    number, crisis = numbers(ctx)
+    key = "emergency.crisis" if any(f.kind == "crisis" for f in flags) else "emergency.text"
+    replies = [Reply(ctx.t(key, number=number, crisis=crisis), purpose="emergency")]
+    conversation = ctx.conversation
+    appointment_id = None
+    if conversation.step == intake.QUESTION:
+        # A symptom intake ends here, triaged as an emergency for the doctor.
+        rules = sorted({f.rule for f in flags})
+        appointment_id = intake.stop_for_emergency(ctx, rules, ctx.message.text)
+        conversation.flow = conversation.step = None
+        conversation.data = {}
+    raise_alert(ctx, flags, inbound_id, appointment_id)
+    if conversation.step and conversation.step != STEP:
+        conversation.data = {"resume": [conversation.step, conversation.data]}
+        conversation.flow, conversation.step = "emergency", STEP
+        replies.extend(AfterEmergency().prompt(ctx))
+    return replies
+
+
+def raise_alert(
+    ctx: Ctx, flags: tuple[RedFlag, ...], inbound_id: int | None, appointment_id: int | None
+) -> None:
+    rules = sorted({f.rule for f in flags})
+    ctx.session.add(
+        Alert(
+            clinic_id=ctx.clinic.id,
+            kind="red_flag",
+            level="emergency",
+            patient_id=ctx.identity.patient_id,
+            appointment_id=appointment_id,
+            channel=ctx.message.channel,
+            address=ctx.message.address,
+            inbound_id=inbound_id,
+            rules=rules,
+            text=ctx.message.text,
+            status="open",
+            created_at=ctx.now,
+        )
+    )
+    target = ctx.settings.oncall_address
+    if target:
+        channel, _, address = target.partition(":")
+        # Minimum necessary: which rules and where, not the patient's words or number.
+        text = t(
+            ctx.clinic.default_language,
+            "alert.oncall",
+            clinic=ctx.clinic.name,
+            rules=", ".join(rules),
+            channel=ctx.message.channel,
+        )
+        outbox.enqueue(
+            ctx.session,
+            channel=channel,
+            address=address,
+            reply=Reply(text, purpose="alert"),
+            now=ctx.now,
+        )
+
+
+class AfterEmergency:
+    """After the emergency message: carry on with the paused flow, or the menu."""
+
+    name = STEP
+
+    def prompt(self, ctx: Ctx, notice: str | None = None) -> list[Reply]:
+        options = [
+            Option(ctx.t("resume.continue"), "continue"),
+            Option(ctx.t("resume.menu"), "menu"),
+        ]
+        return [ctx.ask(with_notice(notice, ctx.t("emergency.after")), options)]
+
+    def handle(self, ctx: Ctx, text: str) -> Outcome:
+        choice = ctx.choice or ("continue" if fold(text) in CONTINUE_WORDS else None)
+        if choice == "continue":
+            saved: list[Any] = ctx.data.get("resume") or [None, {}]
+            step, data = saved
+            ctx.conversation.data = dict(data)
+            ctx.data.pop("options", None)
+            return Outcome.go(step) if step else Outcome.go("menu.main")
+        if choice == "menu":
+            ctx.conversation.data = {}
+            return Outcome.go("menu.main")
+        return Outcome.stay(ctx.t("common.pick_number"))
