@@ -41,11 +41,8 @@ def interrupt(ctx: Ctx, flags: tuple[RedFlag, ...], inbound_id: int | None) -> l
     conversation = ctx.conversation
     appointment_id = None
     if conversation.step == intake.QUESTION:
-        # A symptom intake ends here, triaged as an emergency for the doctor.
-        rules = sorted({f.rule for f in flags})
-        appointment_id = intake.stop_for_emergency(ctx, rules, ctx.message.text)
-        conversation.flow = conversation.step = None
-        conversation.data = {}
+        # The doctor's summary says so, even if the patient never carries on.
+        appointment_id = intake.note_emergency(ctx, sorted({f.rule for f in flags}))
     raise_alert(ctx, flags, inbound_id, appointment_id)
     if conversation.step and conversation.step != STEP:
         conversation.data = {"resume": [conversation.step, conversation.data]}

@@ -332,8 +332,11 @@ def _finish(ctx: Ctx, row: IntakeResponse, q: Questionnaire, notice: str | None)
     triage = assess(
         q, dict(row.answers or {}), row.language, age_months=_age_months(appointment, today)
     )
+    earlier = row.triage_level == "emergency"  # a red flag interrupted it: already alerted
+    if earlier and triage.level != "emergency":
+        triage = Triage("emergency", tuple(row.triage_rules or ()))
     _conclude(ctx, row, q, "completed", triage)
-    if triage.level == "emergency":
+    if triage.level == "emergency" and not earlier:
         return _alert_and_advise(ctx, row, triage)
     when = format_when(appointment.start_at, ctx.lang, ctx.tz)
     thanks = ctx.t("intake.done", name=appointment.practitioner.name, when=when)
@@ -352,27 +355,20 @@ def _finish(ctx: Ctx, row: IntakeResponse, q: Questionnaire, notice: str | None)
     return Outcome.end(with_notice(notice, thanks))
 
 
-def stop_for_emergency(ctx: Ctx, rules: list[str], text: str) -> int | None:
+def note_emergency(ctx: Ctx, rules: list[str]) -> int | None:
     """The engine's red-flag check (which runs before any step) interrupted the
-    intake under way: a free-text answer is kept, and the intake ends here with
-    triage ``emergency`` for the doctor's summary. The engine has already
-    answered and alerted; returns the appointment's id for that alert, or None
-    when no intake was under way."""
+    intake under way. The engine has answered and alerted staff, and pauses the
+    intake like any flow; here the intake is marked ``emergency`` at once, so
+    the doctor's summary says so whether or not the patient carries on.
+    Returns the appointment's id for the alert; None when no intake is under way."""
     row = _row(ctx)
     if row is None:
         return None
-    q = by_id(row.questionnaire)
-    item = q.item(row.item) if row.item else None
-    if item is not None and item.free_text and text.strip():
-        _record(ctx, row, item, " ".join(text.split())[: item.max_length or 1000])
-    appointment = ctx.session.get(Appointment, row.appointment_id)
-    today = ctx.now.astimezone(ZoneInfo(ctx.tz)).date()
-    age = _age_months(appointment, today) if appointment is not None else None
-    triage = assess(q, dict(row.answers or {}), row.language, age_months=age, other_texts=[text])
-    if triage.level != "emergency":  # the matcher fired, but on no rule of the intake's
-        triage = Triage("emergency", tuple(f"red_flag:{rule}" for rule in rules))
+    fired = {f"red_flag:{rule}" for rule in rules}
+    triage = Triage("emergency", tuple(sorted(fired | set(row.triage_rules or []))))
+    row.triage_level, row.triage_rules = triage.level, list(triage.rules)
+    row.summary = summary(by_id(row.questionnaire), dict(row.answers or {}), triage)
     row.updated_at = ctx.now
-    _conclude(ctx, row, q, "stopped", triage)
     return row.appointment_id
 
 

@@ -263,9 +263,9 @@ def test_later_at_the_offer_and_nothing_to_resume(clinic: Clinic, c: Chat) -> No
     assert response(clinic).status == "in-progress"  # kept, for a visit no longer due
 
 
-def answer_all(c: Chat, severity: str, fever: str, notes: str = "skip") -> str:
-    """From the first question on: the answers, ending with ``notes``."""
-    for text in ("Stomach pain", "1 day", severity, fever, "none", "none", "2"):
+def answer_all(c: Chat, severity: str, fever: str, notes: str = "skip", start: int = 1) -> str:
+    """From question ``start`` on: the answers, ending with ``notes``."""
+    for text in ("Stomach pain", "1 day", severity, fever, "none", "none", "2")[start - 1 :]:
         c.say(text)
     return c.say(notes)
 
@@ -315,7 +315,7 @@ def test_urgent_can_keep_the_visit(clinic: Clinic, c: Chat) -> None:
     assert clinic.appointment(appointment_id).status == "booked"
 
 
-def test_red_flag_during_the_intake_is_an_emergency(clinic: Clinic, c: Chat) -> None:
+def test_red_flag_during_the_intake_pauses_it_and_it_can_carry_on(clinic: Clinic, c: Chat) -> None:
     appointment_id = booked_by_staff(clinic)
     verify_dialog(
         c,
@@ -324,13 +324,15 @@ def test_red_flag_during_the_intake_is_an_emergency(clinic: Clinic, c: Chat) -> 
             ("Headache", "(2/8)"),
             (
                 "now I have crushing chest pain and can't breathe",
-                ["This may be an emergency", "Call 911", "!(3/8)"],
+                ["This may be an emergency", "Call 911", "1. Yes, carry on", "!(3/8)"],
             ),
         ],
     )
     row = response(clinic)
-    assert (row.status, row.triage_level) == ("stopped", "emergency")
+    # Marked at once, so the doctor sees it even if the patient never carries on.
+    assert (row.status, row.triage_level) == ("in-progress", "emergency")
     assert row.triage_rules == ["red_flag:breathing", "red_flag:chest_pain"]
+    assert row.summary and "EMERGENCY" in row.summary
     with clinic.db.transaction() as session:
         alert = session.scalars(select(Alert)).one()
         got: dict[str, Any] = {
@@ -346,6 +348,15 @@ def test_red_flag_during_the_intake_is_an_emergency(clinic: Clinic, c: Chat) -> 
         "rules": ["breathing", "chest_pain"],
     }
     QuestionnaireResponse.model_validate(core_intake.response_json(row))
+    # Later, safe: the intake goes on where it stopped and ends still flagged.
+    verify_dialog(c, [("1", "(2/8)")])
+    last = answer_all(c, "3", "no", start=2)
+    assert "911" not in last  # staff were alerted once, when it happened
+    row = response(clinic)
+    assert (row.status, row.triage_level) == ("completed", "emergency")
+    assert "red_flag:chest_pain" in row.triage_rules
+    with clinic.db.transaction() as session:
+        assert len(session.scalars(select(Alert)).all()) == 1
 
 
 def test_a_reason_that_sounds_like_a_request_is_an_answer(clinic: Clinic, c: Chat) -> None:
@@ -358,18 +369,3 @@ def test_a_reason_that_sounds_like_a_request_is_an_answer(clinic: Clinic, c: Cha
         ],
     )
     assert response(clinic).answers == {"reason": "I want to see the doctor about my back pain"}
-
-
-def test_a_red_flag_given_as_the_reason_is_kept_for_the_doctor(clinic: Clinic, c: Chat) -> None:
-    booked_by_staff(clinic)
-    verify_dialog(
-        c,
-        [
-            ("questions", "(1/8)"),
-            ("crushing chest pain since this morning", ["Call 911", "!(2/8)"]),
-        ],
-    )
-    row = response(clinic)
-    assert row.answers == {"reason": "crushing chest pain since this morning"}
-    assert (row.status, row.triage_level) == ("stopped", "emergency")
-    assert row.summary and "crushing chest pain" in row.summary
