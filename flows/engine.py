@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
-from core.nlu.redflags import detect as detect_red_flags
 from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -28,6 +27,7 @@ from core.i18n import normalize_language
 from core.messages import InboundMessage, Media, Reply
 from core.models import ChannelIdentity, Clinic, InboundLog, table_of
 from core.nlu import classify_intent, detect_language
+from core.nlu.redflags import detect as detect_red_flags
 from core.patients import (
     default_clinic,
     find_or_create_patient_by_phone,
