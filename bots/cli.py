@@ -58,9 +58,11 @@ app = typer.Typer(
 )
 appointments_app = typer.Typer(help="List appointments, or book one for a patient (staff).")
 alerts_app = typer.Typer(help="Urgent alerts for staff: red flags in patients' messages.")
+intake_app = typer.Typer(help="Symptom intakes: the doctor's summary, and FHIR R4 export.")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(appointments_app, name="appointments")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(intake_app, name="intake")
 app.add_typer(db_app, name="db")
 
 
@@ -783,6 +785,47 @@ def ack(alert_id: Annotated[int, typer.Argument(help="The alert's id.", min=1)])
         if alert.status != "acknowledged":
             alert.status, alert.acknowledged_at = "acknowledged", SystemClock().now()
     print(f"Alert #{alert_id}: acknowledged")
+
+
+# -- intake --------------------------------------------------------------------
+
+
+@intake_app.command("show")
+def intake_show(
+    appointment_id: Annotated[int, typer.Argument(help="The appointment's id.", min=1)],
+    fhir: Annotated[
+        bool, typer.Option("--fhir", help="Print the FHIR R4 QuestionnaireResponse JSON.")
+    ] = False,
+) -> None:
+    """An appointment's intake: triage, summary and answers (or FHIR JSON)."""
+    from sqlalchemy import select
+
+    from core import intake
+    from core.models import IntakeResponse
+
+    settings = _settings()
+    db = _database(settings)
+    with db.transaction() as session:
+        row = session.scalars(
+            select(IntakeResponse)
+            .where(IntakeResponse.appointment_id == appointment_id)
+            .order_by(IntakeResponse.id.desc())
+        ).first()
+        if row is None:
+            raise CliError(f"no intake for appointment {appointment_id}")
+        if fhir:
+            _dump(intake.response_json(row))
+            return
+        print(f"Intake for appointment #{appointment_id}: {row.status}")
+        print(row.summary or "(not finished: no triage yet)")
+
+
+@intake_app.command("questionnaire")
+def intake_questionnaire() -> None:
+    """The intake questionnaire as FHIR R4 Questionnaire JSON."""
+    from core import intake
+
+    _dump(intake.questionnaire_json())
 
 
 # -- report --------------------------------------------------------------------

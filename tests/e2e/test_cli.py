@@ -85,6 +85,7 @@ def test_help(cli: Cli) -> None:
         "practitioners",
         "report",
         "alerts",
+        "intake",
         "db",
     ):
         assert command in result.stdout
@@ -458,3 +459,39 @@ def test_a_red_flag_by_chat_is_an_open_alert_until_acknowledged(demo: Cli) -> No
     assert json.loads(demo("alerts", "--json").stdout) == []
     assert len(json.loads(demo("alerts", "--all", "--json").stdout)) == 1
     assert "no alert 999" in one_line_failure(demo("alerts", "ack", "999"))
+
+
+def test_an_intake_answered_by_chat_is_shown_and_exported_as_fhir(demo: Cli) -> None:
+    answers = [
+        "book",
+        "Ruiz",
+        "1",
+        "1",
+        "Jane Roe",
+        "03/04/1975",
+        "1",  # in person
+        "1",  # answer the questions now
+        "sore knee after running",
+        "4 days",
+        "5",
+        "no",
+        "ibuprofen",
+        "none",
+        "2",  # male
+        "skip",
+    ]
+    chat = demo("chat", "--channel", "sms", "--from", "+15555550177", stdin="\n".join(answers))
+    assert "your answers are with Dr Ana Ruiz" in chat.stdout, chat.stdout[-800:]
+    [booked] = json.loads(demo("appointments", "--json").stdout)
+    assert booked["triage"] == "routine"
+    shown = demo("intake", "show", str(booked["id"]))
+    assert "completed" in shown.stdout and "sore knee after running" in shown.stdout
+    from fhir.resources.R4B.questionnaire import Questionnaire
+    from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
+    response = QuestionnaireResponse.model_validate_json(
+        demo("intake", "show", str(booked["id"]), "--fhir").stdout
+    )
+    assert response.status == "completed"
+    Questionnaire.model_validate_json(demo("intake", "questionnaire").stdout)
+    assert "no intake for appointment 4242" in one_line_failure(demo("intake", "show", "4242"))
