@@ -161,6 +161,12 @@ class ChannelIdentity(Base):
     consents: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(UTC))
     last_inbound_at: Mapped[datetime | None]
+    # Proving who they are before records are shown: wrong dates of birth in a
+    # row, and when too many locked record access; a one-time code (hashed).
+    verify_failures: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    locked_at: Mapped[datetime | None]
+    otp_hash: Mapped[str | None] = mapped_column(String(128))
+    otp_expires_at: Mapped[datetime | None]
 
     patient: Mapped[Patient | None] = relationship()
 
@@ -391,6 +397,114 @@ class IntakeResponse(Base):
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
+
+
+class Pharmacy(Base):
+    """A pharmacy patients can pick, imported from OpenStreetMap or CSV.
+
+    ``source`` + ``ref`` (e.g. "osm", "node/123") identify it across imports,
+    so importing a file again updates rows instead of adding them. ``cell`` is
+    a spatial bucket of (lat, lon) (see core.pharmacies) for nearest-first
+    search without a scan.
+    """
+
+    __tablename__ = "pharmacies"
+    __table_args__ = (
+        UniqueConstraint("source", "ref", name="uq_pharmacy_source_ref"),
+        Index("ix_pharmacies_cell", "cell"),
+        Index("ix_pharmacies_postcode", "postcode"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(300))
+    postcode: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(String(2))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    opening_hours: Mapped[str | None] = mapped_column(String(500))
+    latitude: Mapped[float]
+    longitude: Mapped[float]
+    cell: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime]
+
+
+PRESCRIPTION_STATUSES = ("issued", "sent", "ready", "dispensed", "cancelled", "expired")
+
+
+class Prescription(Base):
+    """An electronic prescription; ``pickup_code`` is what the pharmacy types."""
+
+    __tablename__ = "prescriptions"
+    __table_args__ = (UniqueConstraint("pickup_code", name="uq_prescription_code"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    practitioner_id: Mapped[int] = mapped_column(ForeignKey("practitioners.id"), index=True)
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    pharmacy_id: Mapped[int | None] = mapped_column(ForeignKey("pharmacies.id"))
+    status: Mapped[str] = mapped_column(String(16), default="issued")
+    pickup_code: Mapped[str] = mapped_column(String(16))
+    # A random token for the patient's printable page (/rx/{token}).
+    page_token: Mapped[str] = mapped_column(String(64), unique=True)
+    notes: Mapped[str | None] = mapped_column(Text)
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    dispensed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    items: Mapped[list[PrescriptionItem]] = relationship(
+        order_by="PrescriptionItem.id", cascade="all, delete-orphan"
+    )
+    practitioner: Mapped[Practitioner] = relationship()
+    patient: Mapped[Patient] = relationship()
+    pharmacy: Mapped[Pharmacy | None] = relationship()
+
+
+class PrescriptionItem(Base):
+    __tablename__ = "prescription_items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescription_id: Mapped[int] = mapped_column(
+        ForeignKey("prescriptions.id", ondelete="CASCADE"), index=True
+    )
+    medicine: Mapped[str] = mapped_column(String(200))
+    strength: Mapped[str | None] = mapped_column(String(64))
+    form: Mapped[str | None] = mapped_column(String(64))
+    dose: Mapped[str] = mapped_column(String(300))  # instructions, as the doctor wrote them
+    quantity: Mapped[int] = mapped_column(Integer)
+    refills: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RefillRequest(Base):
+    """A patient asking for more of a prescription: in the prescriber's queue."""
+
+    __tablename__ = "refill_requests"
+    __table_args__ = (Index("ix_refills_status", "status", "requested_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescription_id: Mapped[int] = mapped_column(ForeignKey("prescriptions.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    practitioner_id: Mapped[int] = mapped_column(ForeignKey("practitioners.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="requested")  # approved, denied
+    note: Mapped[str | None] = mapped_column(Text)  # the prescriber's answer
+    requested_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+
+
+class CodeAttempt(Base):
+    """A pickup code typed at the pharmacy page, kept to rate-limit guessing."""
+
+    __tablename__ = "code_attempts"
+    __table_args__ = (Index("ix_code_attempts_source_at", "source", "attempted_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))  # who tried: client address or pharmacy
+    ok: Mapped[bool] = mapped_column(Boolean)
+    attempted_at: Mapped[datetime]
 
 
 def table_of(model: type[Base]) -> Table:

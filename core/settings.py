@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     # Where urgent alerts also go as a message, as "channel:address"
     # (e.g. "sms:+15555550100" or "telegram:123456"); unset: dashboard only.
     oncall_address: str | None = None
+    # Bearer token for the REST API's write endpoints (issuing prescriptions)
+    # until the dashboard's staff login exists; unset: they answer 503.
+    api_token: str | None = None
     scheduler_tick_seconds: float = Field(default=15, gt=0, le=3600)
     video_provider: Literal["jitsi", "twilio"] = "jitsi"
     jitsi_base_url: str = "https://meet.jit.si"
