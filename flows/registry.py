@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows import booking, emergency, intake, manage, menu, prompts, waitlist
+from flows import booking, emergency, intake, manage, menu, prompts, verify, waitlist
 from flows.context import Ctx, Step
 
 STEPS: dict[str, Step] = {
@@ -12,6 +12,7 @@ STEPS: dict[str, Step] = {
         menu.Language(),
         menu.Resume(),
         emergency.AfterEmergency(),
+        verify.AskDob(),
         booking.ChoosePractitioner(),
         booking.ChooseDay(),
         booking.ChooseSlot(),
