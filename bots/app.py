@@ -27,6 +27,8 @@ from core.db import Database
 from core.settings import Settings, load_settings
 from web import api
 from web.metrics import metrics_router
+from web.pharmacy import pharmacy_router
+from web.prescriptions import prescriptions_router
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -248,6 +250,8 @@ def create_app(
 
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(metrics_router(database, the_clock))
+    app.include_router(prescriptions_router(database, the_clock, settings), prefix="/api/v1")
+    app.include_router(pharmacy_router(database, the_clock, settings))
     _mount_webhooks(app, settings, database, the_clock)
     return app
 

@@ -900,6 +900,76 @@ def _report_weeks(value: str, most: int) -> int:
     return number
 
 
+# -- import-pharmacies ---------------------------------------------------------
+
+
+@app.command("import-pharmacies")
+def import_pharmacies(
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="OpenStreetMap GeoJSON, Overpass JSON, or CSV with the header "
+            "ref,name,address,postcode,city,country,phone,opening_hours,latitude,longitude.",
+        ),
+    ],
+    source: Annotated[
+        str | None,
+        typer.Option(help="Where the rows come from (default: osm for JSON, csv for CSV)."),
+    ] = None,
+) -> None:
+    """Import pharmacies from OpenStreetMap GeoJSON / Overpass JSON or CSV, with a progress bar.
+
+    Importing a file again updates its pharmacies (matched on source and ref),
+    never duplicates them. Malformed rows are reported with their line and skipped.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from core import pharmacies
+
+    if source is not None and not 1 <= len(source.strip()) <= 16:
+        print("telemed: --source must be 1 to 16 characters", file=sys.stderr)
+        raise SystemExit(2)
+    settings = _settings()
+    db = _database(settings)
+    err = Console(stderr=True)
+    # The bar only on a terminal: piped or logged stderr gets no redraw noise.
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    with bar:
+        task = bar.add_task("importing pharmacies", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            report = pharmacies.import_file(
+                db, file, source=source.strip() if source else None, progress=progress
+            )
+        except pharmacies.ImportFormatError as exc:
+            raise CliError(str(exc)) from None
+    print(
+        f"{file}: {report.format}, imported {report.imported} pharmacies: "
+        f"{report.inserted} new, {report.updated} updated, {report.unchanged} unchanged; "
+        f"skipped {report.skipped}"
+    )
+    shown = 10
+    for problem in report.problems[:shown]:
+        print(f"  skipped {problem}")
+    if report.skipped > shown:
+        print(f"  ... and {report.skipped - shown} more skipped")
+    if report.skipped and not report.imported:
+        raise CliError(f"no pharmacy imported: all {report.skipped} rows were malformed")
+
+
 # -- db ------------------------------------------------------------------------
 
 

@@ -54,8 +54,14 @@ def tick_jobs(settings: Settings) -> list[tuple[str, TickJob]]:
     def enqueue_due(session: Session, now: datetime) -> object:
         return reminders.enqueue_due(session, now)
 
+    def expire_prescriptions(session: Session, now: datetime) -> object:
+        from core import prescriptions
+
+        return prescriptions.expire_overdue(session, now)
+
     return [
         *TICK_JOBS,
+        ("expire_prescriptions", expire_prescriptions),
         ("mark_no_shows", mark_no_shows),
         ("offer_freed_slots", offer_freed_slots),
         ("plan_reminders", plan_reminders),

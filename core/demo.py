@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core.models import AvailabilityRule, Base, Clinic, Practitioner
+from core.pharmacies import seed_demo_pharmacies
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ def seed_demo(session: Session, timezone: str = "UTC", *, reset: bool = False) -
     elif is_seeded(session):
         clinic = session.scalars(select(Clinic).order_by(Clinic.id)).first()
         assert clinic is not None
+        seed_demo_pharmacies(session)  # a demo seeded before pharmacies existed gets them
         return clinic
     clinic = Clinic(
         name="Riverside Family Clinic",
@@ -98,4 +100,5 @@ def seed_demo(session: Session, timezone: str = "UTC", *, reset: bool = False) -
                     )
                 )
     session.flush()
+    seed_demo_pharmacies(session)
     return clinic

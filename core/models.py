@@ -275,9 +275,16 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None]
 
 
-NOTIFICATION_KINDS = ("reminder", "video_link", "no_show", "waitlist_offer", "waitlist_gone")
+NOTIFICATION_KINDS = (
+    "reminder",
+    "video_link",
+    "no_show",
+    "waitlist_offer",
+    "waitlist_gone",
+    "prescription",
+)
 # Kinds that ask the patient something; their answers are read by flows.prompts.
-ANSWERABLE_KINDS = ("reminder", "no_show", "waitlist_offer")
+ANSWERABLE_KINDS = ("reminder", "no_show", "waitlist_offer", "prescription")
 NOTIFICATION_STATUSES = ("planned", "queued", "answered", "skipped", "cancelled")
 
 

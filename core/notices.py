@@ -40,6 +40,8 @@ def options(
         return base
     if kind == "no_show":
         return (Option(t(lang, "noshow.rebook"), "rebook"), Option(t(lang, "noshow.no"), "no"))
+    if kind == "prescription":
+        return (Option(t(lang, "rx.see"), "rx:see"),)
     if kind == "waitlist_offer":
         return (Option(t(lang, "waitlist.take"), "take"), Option(t(lang, "waitlist.pass"), "no"))
     return ()

@@ -37,6 +37,7 @@ from core.patients import (
 from core.settings import Settings
 from flows import emergency, intake, prompts, registry, state
 from flows.context import END, Ctx, Outcome, fold, match_option
+from flows.prescriptions import asks_for_prescriptions
 from flows.state import ConversationState
 from flows.waitlist import asks_for_waitlist
 
@@ -74,6 +75,8 @@ FLOW_INTENTS = {
     "reschedule": "reschedule.pick",
     "cancel": "cancel.pick",
     "my_appointments": "appointments.list",
+    "pharmacy": "rx.where",
+    "refill": "rx.refill",
 }
 
 
@@ -249,6 +252,9 @@ class FlowEngine:
         if asks_for_waitlist(text):
             ctx.conversation.data = {"request": text}
             return self._enter(ctx, "waitlist.join", None)
+        if asks_for_prescriptions(text) and classify_intent(text, ctx.lang) != "refill":
+            ctx.conversation.data = {}
+            return self._enter(ctx, "rx.pick", None)
         intent = classify_intent(text, ctx.lang)
         if intent == "opt_out":
             intent = "cancel"  # only a lone CANCEL off SMS gets here (see _consent)

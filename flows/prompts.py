@@ -24,7 +24,7 @@ from core.i18n import format_when
 from core.messages import Option, Reply
 from core.models import ANSWERABLE_KINDS, Appointment, Notification
 from core.nlu import classify_intent
-from flows import intake
+from flows import intake, prescriptions
 from flows.booking import remember_when, understood_when
 from flows.context import Ctx, Outcome, match_option, number_choice, with_notice
 
@@ -98,6 +98,8 @@ def _choice(ctx: Ctx, n: Notification, text: str) -> str | None:
         return None
     if n.kind == "no_show":
         return {"confirm": "rebook", "book": "rebook", "deny": "no"}.get(intent)
+    if n.kind == "prescription":
+        return "rx:see" if intent == "confirm" else None
     if n.kind == "waitlist_offer":
         return {"confirm": "take", "book": "take", "deny": "no"}.get(intent)
     return None
@@ -120,6 +122,9 @@ def current_appointment(ctx: Ctx, appointment: Appointment) -> Appointment:
 def act(ctx: Ctx, n: Notification, choice: str, text: str) -> Outcome:
     if n.kind == "waitlist_offer":
         return _offer(ctx, n, choice)
+    if n.kind == "prescription":
+        notices.record_answer(ctx.session, n.id, "see", ctx.now)
+        return prescriptions.see(ctx, int(n.data.get("prescription_id", 0)) or None)
     appointment = n.appointment
     if appointment is None:
         return Outcome.end(ctx.t("common.lost"))

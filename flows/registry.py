@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from flows import booking, emergency, intake, manage, menu, prompts, verify, waitlist
+from flows import (
+    booking,
+    emergency,
+    intake,
+    manage,
+    menu,
+    prescriptions,
+    prompts,
+    verify,
+    waitlist,
+)
 from flows.context import Ctx, Step
 
 STEPS: dict[str, Step] = {
@@ -13,6 +23,12 @@ STEPS: dict[str, Step] = {
         menu.Resume(),
         emergency.AfterEmergency(),
         verify.AskDob(),
+        prescriptions.PickPrescription(),
+        prescriptions.ShowPrescription(),
+        prescriptions.WhereAreYou(),
+        prescriptions.WhichPlace(),
+        prescriptions.ChoosePharmacy(),
+        prescriptions.AskRefill(),
         booking.ChoosePractitioner(),
         booking.ChooseDay(),
         booking.ChooseSlot(),
