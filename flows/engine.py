@@ -252,7 +252,7 @@ class FlowEngine:
         if asks_for_waitlist(text):
             ctx.conversation.data = {"request": text}
             return self._enter(ctx, "waitlist.join", None)
-        if asks_for_prescriptions(text) and classify_intent(text, ctx.lang) != "refill":
+        if asks_for_prescriptions(text):
             ctx.conversation.data = {}
             return self._enter(ctx, "rx.pick", None)
         intent = classify_intent(text, ctx.lang)

@@ -33,8 +33,15 @@ OPEN = ("issued", "sent", "ready")
 _ASKS = re.compile(r"\b(prescriptions?|my meds|receta|recetas|mi medicacion|mis medicamentos)\b")
 
 
+_REFILL = re.compile(
+    r"\b(refills?|renew|more of my|run(ning)? out|renovar|renovacion|repetir|mas de mi)\b"
+)
+
+
 def asks_for_prescriptions(text: str) -> bool:
-    return bool(_ASKS.search(fold(text)))
+    """ "my prescriptions", not "refill my prescription" (the refill intent)."""
+    folded = fold(text)
+    return bool(_ASKS.search(folded)) and not _REFILL.search(folded)
 
 
 def open_prescriptions(ctx: Ctx) -> list[Prescription]:
@@ -285,11 +292,9 @@ class AskRefill:
     def enter(self, ctx: Ctx) -> Outcome | None:
         if not verification.is_verified(ctx.identity):
             return verify.require(ctx, REFILL, {})
-        found = [
-            p
-            for p in prescriptions.for_patient(ctx.session, ctx.identity.patient_id or 0)
-            if prescriptions.effective_status(p, ctx.now) in ("sent", "ready", "dispensed")
-        ]
+        # All of them: one that cannot be refilled (expired, cancelled...) gets
+        # its reason and the offer to ask the doctor, not "you have none".
+        found = prescriptions.for_patient(ctx.session, ctx.identity.patient_id or 0)
         if not found:
             return Outcome.end(ctx.t("rx.refill_none"))
         if len(found) == 1:
