@@ -8,8 +8,11 @@ the patient's other identities) and alert staff; only staff unlock it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -43,6 +46,51 @@ def check_dob(
     if patient is not None and patient.date_of_birth is not None and given == patient.date_of_birth:
         identity.verified_at, identity.verify_failures = now, 0
         return Check(ok=True)
+    return _failed(session, identity, clinic_id=clinic_id, now=now, rule="dob_mismatch_x3")
+
+
+CODE_DIGITS = 6
+CODE_TTL = timedelta(minutes=10)
+
+
+def _hash(secret: str, identity_id: int, code: str) -> str:
+    return hmac.new(secret.encode(), f"{identity_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def start_code(identity: ChannelIdentity, *, secret: str, now: datetime) -> str:
+    """A one-time code for a patient with no date of birth on file: the caller
+    sends it to the number on file; only its hash is kept."""
+    code = "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
+    identity.otp_hash = _hash(secret, identity.id, code)
+    identity.otp_expires_at = now + CODE_TTL
+    return code
+
+
+def check_code(
+    session: Session,
+    identity: ChannelIdentity,
+    given: str,
+    *,
+    secret: str,
+    clinic_id: int,
+    now: datetime,
+) -> Check:
+    if identity.locked_at is not None:
+        return Check(ok=False, locked=True)
+    code = "".join(c for c in given if c.isdigit())
+    live = identity.otp_hash is not None and identity.otp_expires_at is not None
+    if live and now < identity.otp_expires_at and hmac.compare_digest(  # type: ignore[operator]
+        identity.otp_hash or "", _hash(secret, identity.id, code)
+    ):
+        identity.verified_at, identity.verify_failures = now, 0
+        identity.otp_hash = identity.otp_expires_at = None
+        return Check(ok=True)
+    return _failed(session, identity, clinic_id=clinic_id, now=now, rule="code_mismatch_x3")
+
+
+def _failed(
+    session: Session, identity: ChannelIdentity, *, clinic_id: int, now: datetime, rule: str
+) -> Check:
     identity.verify_failures = (identity.verify_failures or 0) + 1
     if identity.verify_failures < MAX_FAILURES:
         return Check(ok=False, tries_left=MAX_FAILURES - identity.verify_failures)
@@ -55,7 +103,7 @@ def check_dob(
             patient_id=identity.patient_id,
             channel=identity.channel,
             address=identity.address,
-            rules=["dob_mismatch_x3"],
+            rules=[rule],
             text="",
             status="open",
             created_at=now,

@@ -23,6 +23,7 @@ STEPS: dict[str, Step] = {
         menu.Resume(),
         emergency.AfterEmergency(),
         verify.AskDob(),
+        verify.AskCode(),
         prescriptions.PickPrescription(),
         prescriptions.ShowPrescription(),
         prescriptions.WhereAreYou(),

@@ -150,3 +150,38 @@ def test_see_it_answers_the_notice_and_shows_details_after_verification(clinic: 
     assert "1. Choose a pharmacy near me" in details
     # Verified now: another look needs no date of birth.
     assert "Lisinopril" in c.say("my prescriptions")
+
+
+def test_without_a_date_of_birth_on_file_a_code_to_the_number_verifies(
+    clinic: Clinic,
+) -> None:
+    with clinic.db.transaction() as session:
+        patient = find_or_create_patient_by_phone(
+            session, 1, "+15555550612", "sms", now=clinic.clock.now()
+        )
+        patient_id = patient.id
+        p = prescriptions.issue(
+            session,
+            practitioner_id=1,
+            patient_id=patient_id,
+            items=[{"medicine": "Cetirizine", "dose": "1 daily", "quantity": 10}],
+            now=clinic.clock.now(),
+        )
+        prescriptions.patient_notice(session, p, "issued", clinic.clock.now())
+    c = chat(clinic, "+15555550612")
+    assert "6-digit code to the number on file ending in 12" in c.say("1")
+    clinic.dispatch()
+    [text] = [t for t in clinic.channels["sms"].texts("+15555550612") if "your code is" in t]
+    code = text.split("your code is ")[1][:6]
+    assert "isn't right" in c.say("000000" if code != "000000" else "111111")
+    assert "Cetirizine" in c.say(code)
+
+
+def test_three_wrong_codes_lock(clinic: Clinic) -> None:
+    with clinic.db.transaction() as session:
+        find_or_create_patient_by_phone(session, 1, "+15555550613", "sms", now=clinic.clock.now())
+    c = chat(clinic, "+15555550613")
+    assert "6-digit code" in c.say("my prescriptions")
+    c.say("123")
+    c.say("456")
+    assert "can't show records on this number" in c.say("789")
