@@ -78,13 +78,12 @@ def check_code(
     if identity.locked_at is not None:
         return Check(ok=False, locked=True)
     code = "".join(c for c in given if c.isdigit())
-    live = identity.otp_hash is not None and identity.otp_expires_at is not None
+    expires, expected = identity.otp_expires_at, identity.otp_hash
     if (
-        live
-        and now < identity.otp_expires_at
-        and hmac.compare_digest(  # type: ignore[operator]
-            identity.otp_hash or "", _hash(secret, identity.id, code)
-        )
+        expires is not None
+        and expected is not None
+        and now < expires
+        and hmac.compare_digest(expected, _hash(secret, identity.id, code))
     ):
         identity.verified_at, identity.verify_failures = now, 0
         identity.otp_hash = identity.otp_expires_at = None
