@@ -646,11 +646,22 @@ def _source_hash(source: str) -> str:
 
 
 def request_refill(
-    session: Session, prescription: Prescription, channel: str, address: str, now: datetime
+    session: Session,
+    prescription: Prescription,
+    channel: str,
+    address: str,
+    now: datetime,
+    *,
+    renew: bool = False,
 ) -> RefillRequest:
     """Ask the prescriber for more; the answer goes back to (channel, address).
-    Raises ``RefillRefused`` with the reason when it cannot be asked."""
+    Raises ``RefillRefused`` with the reason when it cannot be asked.
+
+    ``renew``: the patient, told it cannot be refilled (expired, cancelled, no
+    refills left), asks the doctor for a new one anyway; the doctor decides."""
     now = _aware(now)
+    if renew:
+        return _queue_refill(session, prescription, channel, address, now)
     if prescription.status == "cancelled":
         raise RefillRefused(
             "this prescription was cancelled", "cancelled", prescription=prescription
@@ -667,6 +678,12 @@ def request_refill(
         raise RefillRefused(
             "this prescription has no refills left", "no_refills", prescription=prescription
         )
+    return _queue_refill(session, prescription, channel, address, now)
+
+
+def _queue_refill(
+    session: Session, prescription: Prescription, channel: str, address: str, now: datetime
+) -> RefillRequest:
     earlier = session.scalars(
         select(RefillRequest.status).where(
             RefillRequest.prescription_id == prescription.id,
@@ -745,11 +762,14 @@ def answer_refill(
     renewal: Prescription | None = None
     if approve:
         original = get(session, refill.prescription_id)
-        if original.status == "cancelled":
-            raise InvalidTransition(
-                "the prescription was cancelled since; it cannot be refilled",
-                prescription=original,
-            )
+        # A refill uses up one of the items' refills; asked for a prescription
+        # that has none left (or expired, or was cancelled), approving it is
+        # the doctor prescribing the same again.
+        renew = (
+            original.status == "cancelled"
+            or is_expired(original, now)
+            or not any(i.refills > 0 for i in original.items)
+        )
         items = [
             PrescriptionItem(
                 medicine=i.medicine,
@@ -757,13 +777,13 @@ def answer_refill(
                 form=i.form,
                 dose=i.dose,
                 quantity=i.quantity,
-                refills=i.refills - 1,
+                refills=i.refills if renew else i.refills - 1,
             )
             for i in original.items
-            if i.refills > 0
+            if renew or i.refills > 0
         ]
         if not items:
-            raise InvalidTransition("the prescription has no refills left", prescription=original)
+            raise InvalidTransition("the prescription has no items", prescription=original)
         renewal = _insert(
             session,
             clinic_id=original.clinic_id,

@@ -18,6 +18,7 @@ from typing import Any
 from core import pharmacies, prescriptions, verification
 from core.messages import Option, Reply
 from core.models import Prescription
+from core.nlu import classify_intent
 from flows import verify
 from flows.context import Ctx, Outcome, fold, with_notice
 
@@ -322,6 +323,41 @@ class AskRefill:
         try:
             prescriptions.request_refill(
                 ctx.session, p, ctx.message.channel, ctx.message.address, ctx.now
+            )
+        except prescriptions.PrescriptionError as exc:
+            reason = getattr(exc, "reason", "not_active")
+            text = ctx.t(f"rx.error.{reason}", practitioner=p.practitioner.name)
+            if reason in ASK_DOCTOR_REASONS:
+                ctx.conversation.data = {"prescription_id": p.id}
+                return Outcome.go(ASK_DOCTOR, text)
+            return Outcome.end(text)
+        return Outcome.end(ctx.t("rx.refill_sent", practitioner=p.practitioner.name))
+
+
+ASK_DOCTOR = "rx.ask_doctor"
+# A refill refused for these reasons can still go to the doctor as a request for a new one.
+ASK_DOCTOR_REASONS = ("expired", "cancelled", "no_refills")
+
+
+class AskDoctor:
+    """ "Would you like to ask the doctor for a new one?" """
+
+    name = ASK_DOCTOR
+
+    def prompt(self, ctx: Ctx, notice: str | None = None) -> list[Reply]:
+        options = [Option(ctx.t("rx.ask_doctor"), "ask"), Option(ctx.t("rx.no_thanks"), "no")]
+        return [ctx.ask(notice or ctx.t("common.pick_number"), options)]
+
+    def handle(self, ctx: Ctx, text: str) -> Outcome:
+        choice = ctx.choice or {"confirm": "ask", "deny": "no"}.get(classify_intent(text, ctx.lang))
+        if choice == "no":
+            return Outcome.end(ctx.t("rx.kept"))
+        p = _mine(ctx, ctx.data.get("prescription_id"))
+        if choice != "ask" or p is None:
+            return Outcome.stay(ctx.t("common.pick_number"))
+        try:
+            prescriptions.request_refill(
+                ctx.session, p, ctx.message.channel, ctx.message.address, ctx.now, renew=True
             )
         except prescriptions.PrescriptionError as exc:
             reason = getattr(exc, "reason", "not_active")

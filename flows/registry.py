@@ -30,6 +30,7 @@ STEPS: dict[str, Step] = {
         prescriptions.WhichPlace(),
         prescriptions.ChoosePharmacy(),
         prescriptions.AskRefill(),
+        prescriptions.AskDoctor(),
         booking.ChoosePractitioner(),
         booking.ChooseDay(),
         booking.ChooseSlot(),

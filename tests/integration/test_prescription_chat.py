@@ -138,7 +138,15 @@ def test_an_expired_prescription_is_explained(clinic: Clinic) -> None:
     c = chat(clinic)
     c.say("my prescriptions")
     assert "no open prescriptions" in c.say(DOB)  # an expired one is not open
-    assert "expired" in c.say("refill")
+    answer = c.say("refill")
+    assert "expired" in answer and "1. Ask the doctor" in answer
+    assert "request is with Dr Ana Ruiz" in c.say("1")
+    with clinic.db.transaction() as session:
+        [request] = prescriptions.refill_queue(session, practitioner_id=1)
+        renewal = prescriptions.answer_refill(session, request.id, True, None, clinic.clock.now())
+        assert renewal.renewal is not None
+        assert [i.medicine for i in renewal.renewal.items] == ["Lisinopril"]
+        assert prescriptions.effective_status(renewal.renewal, clinic.clock.now()) == "issued"
 
 
 def test_see_it_answers_the_notice_and_shows_details_after_verification(clinic: Clinic) -> None:
