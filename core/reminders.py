@@ -228,6 +228,26 @@ def _for_update(session: Session, query: Any) -> Any:
     return query
 
 
+def planned_row(**values: Any) -> dict[str, Any]:
+    """A ``notifications`` row for ``insert_notifications``: a bulk INSERT needs
+    every column in every row, so the ones a caller leaves out get their start
+    values here."""
+    start: dict[str, Any] = {
+        "appointment_id": None,
+        "purpose": "reminder",
+        "offset_minutes": None,
+        "expires_at": None,
+        "status": "planned",
+        "reason": None,
+        "claim": None,
+        "queued_at": None,
+        "answer": None,
+        "answered_at": None,
+        "data": {},
+    }
+    return start | values
+
+
 def insert_notifications(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
@@ -315,19 +335,13 @@ def plan_appointments(
             continue
         policy = policy_for(clinic_id)
         zone = ZoneInfo(patient_zone or clinic_zone or "UTC")
-        base = {
-            "appointment_id": appointment_id,
-            "patient_id": patient_id,
-            "channel": target[0],
-            "address": target[1],
-            "purpose": "reminder",
-            "created_at": now,
-            "queued_at": None,
-            "claim": None,
-            "answer": None,
-            "answered_at": None,
-            "data": {},
-        }
+        base = planned_row(
+            appointment_id=appointment_id,
+            patient_id=patient_id,
+            channel=target[0],
+            address=target[1],
+            created_at=now,
+        )
         offsets = set(policy.offsets) | (set(policy.risk_offsets) if patient_id in risky else set())
         booked_at = max(created_at, now - timedelta(minutes=5)) if created_at else now
         plans = plan_offsets(start_at, zone, offsets, policy.quiet, booked_at=booked_at)
@@ -588,27 +602,18 @@ def mark_no_shows(
         zone = ZoneInfo(patient.timezone or appointment.practitioner.clinic.timezone or "UTC")
         due = out_of_quiet(now, zone, policy.quiet)
         rows.append(
-            {
-                "kind": "no_show",
-                "dedupe_key": f"no_show:{appointment.id}",
-                "appointment_id": appointment.id,
-                "patient_id": appointment.patient_id,
-                "channel": target[0],
-                "address": target[1],
-                "purpose": "reminder",
-                "offset_minutes": None,
-                "due_at": due,
-                "send_by": due + timedelta(hours=12),
-                "expires_at": due + NO_SHOW_ANSWERABLE,
-                "status": "planned",
-                "reason": None,
-                "claim": None,
-                "queued_at": None,
-                "answer": None,
-                "answered_at": None,
-                "data": {},
-                "created_at": now,
-            }
+            planned_row(
+                kind="no_show",
+                dedupe_key=f"no_show:{appointment.id}",
+                appointment_id=appointment.id,
+                patient_id=appointment.patient_id,
+                channel=target[0],
+                address=target[1],
+                due_at=due,
+                send_by=due + timedelta(hours=12),
+                expires_at=due + NO_SHOW_ANSWERABLE,
+                created_at=now,
+            )
         )
     session.flush()
     insert_notifications(session, rows)

@@ -25,7 +25,7 @@ from core.models import (
     Practitioner,
     WaitlistEntry,
 )
-from core.reminders import insert_notifications, out_of_quiet
+from core.reminders import insert_notifications, out_of_quiet, planned_row
 from core.settings import Settings, parse_quiet_hours
 
 # Cancellations that never freed a bookable slot.
@@ -114,26 +114,17 @@ def offer_freed_slots(session: Session, settings: Settings, now: datetime) -> in
             zone = ZoneInfo(p.clinic.timezone or "UTC")
             due = out_of_quiet(now, zone, parse_quiet_hours(settings.quiet_hours))
             rows.append(
-                {
-                    "kind": "waitlist_offer",
-                    "dedupe_key": f"waitlist_offer:{slot.id}:{entry.id}",
-                    "appointment_id": None,
-                    "patient_id": entry.patient_id,
-                    "channel": entry.channel,
-                    "address": entry.address,
-                    "purpose": "reminder",
-                    "offset_minutes": None,
-                    "due_at": due,
-                    "send_by": due + claim,
-                    "expires_at": due + claim,
-                    "status": "planned",
-                    "reason": None,
-                    "claim": None,
-                    "queued_at": None,
-                    "answer": None,
-                    "answered_at": None,
-                    "created_at": now,
-                    "data": {
+                planned_row(
+                    kind="waitlist_offer",
+                    dedupe_key=f"waitlist_offer:{slot.id}:{entry.id}",
+                    patient_id=entry.patient_id,
+                    channel=entry.channel,
+                    address=entry.address,
+                    due_at=due,
+                    send_by=due + claim,
+                    expires_at=due + claim,
+                    created_at=now,
+                    data={
                         "entry_id": entry.id,
                         "practitioner_id": p.id,
                         "start": slot.start_at.isoformat(),
@@ -142,7 +133,7 @@ def offer_freed_slots(session: Session, settings: Settings, now: datetime) -> in
                         "minutes": settings.waitlist_claim_minutes,
                         "freed_id": slot.id,
                     },
-                }
+                )
             )
     insert_notifications(session, rows)
     return len(rows)
@@ -249,27 +240,17 @@ def _tell_the_others(session: Session, won: Notification, now: datetime) -> None
         other.status, other.reason = "cancelled", "taken"
         if was_sent:
             rows.append(
-                {
-                    "kind": "waitlist_gone",
-                    "dedupe_key": f"waitlist_gone:{other.id}",
-                    "appointment_id": None,
-                    "patient_id": other.patient_id,
-                    "channel": other.channel,
-                    "address": other.address,
-                    "purpose": "reminder",
-                    "offset_minutes": None,
-                    "due_at": now,
-                    "send_by": now + timedelta(hours=1),
-                    "expires_at": None,
-                    "status": "planned",
-                    "reason": None,
-                    "claim": None,
-                    "queued_at": None,
-                    "answer": None,
-                    "answered_at": None,
-                    "created_at": now,
-                    "data": dict(other.data),
-                }
+                planned_row(
+                    kind="waitlist_gone",
+                    dedupe_key=f"waitlist_gone:{other.id}",
+                    patient_id=other.patient_id,
+                    channel=other.channel,
+                    address=other.address,
+                    due_at=now,
+                    send_by=now + timedelta(hours=1),
+                    created_at=now,
+                    data=dict(other.data),
+                )
             )
     session.flush()
     insert_notifications(session, rows)

@@ -16,8 +16,9 @@ import re
 from typing import Any
 
 from core import pharmacies, prescriptions, verification
+from core.i18n import format_day
 from core.messages import Option, Reply
-from core.models import Prescription
+from core.models import Pharmacy, Prescription
 from core.nlu import classify_intent
 from flows import verify
 from flows.context import Ctx, Outcome, fold, with_notice
@@ -116,8 +117,6 @@ class PickPrescription:
 
 
 def _day(ctx: Ctx, p: Prescription) -> str:
-    from core.i18n import format_day
-
     return format_day(p.issued_at, ctx.lang, ctx.tz)
 
 
@@ -214,9 +213,7 @@ class WhichPlace:
 class ChoosePharmacy:
     name = CHOOSE
 
-    def _found(self, ctx: Ctx) -> list[tuple[Any, float]]:
-        from core.models import Pharmacy
-
+    def _found(self, ctx: Ctx) -> list[tuple[Pharmacy, float]]:
         rows = []
         for pharmacy_id, km in ctx.data.get("found") or []:
             pharmacy = ctx.session.get(Pharmacy, int(pharmacy_id))
@@ -224,7 +221,7 @@ class ChoosePharmacy:
                 rows.append((pharmacy, float(km)))
         return rows
 
-    def _open(self, ctx: Ctx, pharmacy: Any) -> str:
+    def _open(self, ctx: Ctx, pharmacy: Pharmacy) -> str:
         state = pharmacies.open_now(
             pharmacy.opening_hours,
             ctx.now,
@@ -258,8 +255,6 @@ class ChoosePharmacy:
             if ctx.message.location is not None or (text.strip() and not text.strip().isdigit()):
                 return WhereAreYou().handle(ctx, text)  # somewhere else instead
             return Outcome.stay(ctx.t("common.pick_number"))
-        from core.models import Pharmacy
-
         pharmacy = ctx.session.get(Pharmacy, int(ctx.choice[3:]))
         if pharmacy is None:
             return Outcome.stay(ctx.t("common.pick_number"))
