@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,12 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # tests/ is not installed: the fakes come from the repo
 
+from scratch import sqlite_database  # noqa: E402 (bench/ is on the path when a bench runs)
+
 from bots.dispatcher import Dispatcher  # noqa: E402
 from bots.ratelimit import RateLimits  # noqa: E402
 from channels.twilio import TwilioChannel  # noqa: E402
-from core import migrate, outbox  # noqa: E402
+from core import outbox  # noqa: E402
 from core.clock import SystemClock  # noqa: E402
-from core.db import Database, make_engine  # noqa: E402
+from core.db import Database  # noqa: E402
 from core.messages import Reply  # noqa: E402
 from core.models import OutboxMessage  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -112,28 +113,20 @@ def measure(fake: FakeTwilio, args: argparse.Namespace, latency_s: float) -> flo
         whatsapp_rate_per_second=LIFTED,
         telegram_rate_per_second=LIFTED,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        db = Database(url)
-        try:
-            fill(db, args.rows, args.addresses)
-            dispatcher = Dispatcher(
-                db,
-                {"sms": TwilioChannel("sms", settings)},
-                SystemClock(),
-                concurrency=args.concurrency,
-                rate_limits=RateLimits.from_settings(settings),
-            )
-            started = time.perf_counter()
-            claimed = asyncio.run(drain(dispatcher, args.limit, args.concurrency))
-            elapsed = time.perf_counter() - started
-            with db.transaction() as session:
-                sent = session.query(OutboxMessage).filter_by(status="sent").count()
-        finally:
-            db.dispose()
+    with sqlite_database() as db:
+        fill(db, args.rows, args.addresses)
+        dispatcher = Dispatcher(
+            db,
+            {"sms": TwilioChannel("sms", settings)},
+            SystemClock(),
+            concurrency=args.concurrency,
+            rate_limits=RateLimits.from_settings(settings),
+        )
+        started = time.perf_counter()
+        claimed = asyncio.run(drain(dispatcher, args.limit, args.concurrency))
+        elapsed = time.perf_counter() - started
+        with db.transaction() as session:
+            sent = session.query(OutboxMessage).filter_by(status="sent").count()
     if claimed != args.rows or sent != args.rows:
         print(f"  warning: claimed {claimed}, sent {sent}, of {args.rows} rows")
     return sent / elapsed

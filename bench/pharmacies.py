@@ -18,7 +18,6 @@ and dropped afterwards.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import random
@@ -26,19 +25,18 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core import migrate, pharmacies  # noqa: E402
-from core.db import Database, make_engine  # noqa: E402
+from scratch import postgres_database, sqlite_database  # noqa: E402 (bench/ is on the path when a bench runs)
+
+from core import pharmacies  # noqa: E402
+from core.db import Database  # noqa: E402
 
 IMPORT_TARGET = 5_000  # rows/s
 P99_TARGET_MS = 10.0
@@ -119,43 +117,6 @@ def write_geojson(path: Path, points: list[tuple[float, float]]) -> None:
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
 
 
-@contextlib.contextmanager
-def sqlite_database() -> Iterator[Database]:
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        db = Database(url)
-        try:
-            yield db
-        finally:
-            db.dispose()
-
-
-@contextlib.contextmanager
-def postgres_database(url: str) -> Iterator[Database]:
-    """A database of our own on ``url``'s server, dropped afterwards."""
-    name = f"bench_pharmacies_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    scratch = make_url(url).set(database=name).render_as_string(hide_password=False)
-    try:
-        engine = make_engine(scratch)
-        migrate.upgrade(engine)
-        engine.dispose()
-        db = Database(scratch)
-        try:
-            yield db
-        finally:
-            db.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE {name}"))
-        admin.engine.dispose()
-
-
 def timed_import(db: Database, path: Path, label: str, source: str | None = None) -> None:
     start = time.perf_counter()
     report = pharmacies.import_file(db, path, source=source)
@@ -222,7 +183,7 @@ def main() -> None:
             run(db, files, args.queries)
         if args.postgres:
             print(f"PostgreSQL ({make_url(args.postgres).render_as_string(hide_password=True)})")
-            with postgres_database(args.postgres) as db:
+            with postgres_database(args.postgres, "bench_pharmacies") as db:
                 run(db, files, args.queries)
 
 

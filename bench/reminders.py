@@ -25,14 +25,10 @@ afterwards (nothing else is touched).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,8 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core import migrate, reminders  # noqa: E402
-from core.db import Database, make_engine  # noqa: E402
+from scratch import postgres_database, sqlite_database  # noqa: E402 (bench/ is on the path when a bench runs)
+
+from core import reminders  # noqa: E402
+from core.db import Database  # noqa: E402
 from core.demo import seed_demo  # noqa: E402
 from core.models import (  # noqa: E402
     Appointment,
@@ -74,45 +72,6 @@ REPEATS = 5
 
 
 # -- the database ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def sqlite_database() -> Iterator[Database]:
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        db = Database(url)
-        try:
-            yield db
-        finally:
-            db.dispose()
-
-
-@contextlib.contextmanager
-def postgres_database(url: str) -> Iterator[Database]:
-    """A database of our own on ``url``'s server, dropped afterwards: nothing in
-    ``url``'s database is read or changed (a schema of our own would not do:
-    Alembic finds the version table of ``public`` through the search path)."""
-    name = f"bench_reminders_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    scratch = make_url(url).set(database=name).render_as_string(hide_password=False)
-    try:
-        engine = make_engine(scratch)
-        migrate.upgrade(engine)
-        engine.dispose()
-        db = Database(scratch)
-        try:
-            yield db
-        finally:
-            db.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE {name}"))
-        admin.engine.dispose()
 
 
 def bulk(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
@@ -388,7 +347,7 @@ def main() -> None:
         run(db, args)
     if args.postgres:
         print(f"PostgreSQL ({make_url(args.postgres).render_as_string(hide_password=True)})")
-        with postgres_database(args.postgres) as db:
+        with postgres_database(args.postgres, "bench_reminders") as db:
             run(db, args)
 
 

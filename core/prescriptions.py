@@ -817,10 +817,9 @@ def answer_refill(
 def recipient(session: Session, patient_id: int) -> ChannelIdentity | None:
     """Where to write to a patient: the identity they used most recently
     (never one that opted out while another did not)."""
-    from core.reminders import recipients
+    from core.reminders import reachable, recipients
 
-    identities = recipients(session, [patient_id]).get(patient_id, [])
-    usable = [i for i in identities if i.opted_out_at is None] or identities
+    usable = reachable(recipients(session, [patient_id]).get(patient_id, []))
     return usable[0] if usable else None
 
 

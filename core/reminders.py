@@ -275,12 +275,18 @@ def recipients(session: Session, patient_ids: Iterable[int]) -> dict[int, list[C
     return found
 
 
+def reachable(identities: Sequence[ChannelIdentity]) -> list[ChannelIdentity]:
+    """The identities not opted out (all of them when every one opted out: the
+    dispatcher's consent check then decides what may still go)."""
+    return [i for i in identities if i.opted_out_at is None] or list(identities)
+
+
 def address_for(
     identities: Sequence[ChannelIdentity], channel: str | None
 ) -> tuple[str, str] | None:
     """Where to write to a patient: the channel they booked on, else the one
     they used last; never an identity that opted out."""
-    usable = [i for i in identities if i.opted_out_at is None] or list(identities)
+    usable = reachable(identities)
     for identity in usable:
         if identity.channel == channel:
             return identity.channel, identity.address

@@ -11,15 +11,14 @@ was under way is paused, not lost: the patient can carry on afterwards.
 
 from __future__ import annotations
 
-from typing import Any
-
 from core import outbox
 from core.i18n import t
-from core.messages import Option, Reply
+from core.messages import Reply
 from core.models import Alert
 from core.nlu.redflags import RedFlag
 from flows import intake
-from flows.context import Ctx, Outcome, fold, with_notice
+from flows.context import Ctx, Outcome, fold
+from flows.menu import Resume
 
 STEP = "emergency.after"
 CONTINUE_WORDS = {"continue", "carry on", "seguir", "continuar", "sigamos"}
@@ -91,27 +90,14 @@ def raise_alert(
         )
 
 
-class AfterEmergency:
-    """After the emergency message: carry on with the paused flow, or the menu."""
+class AfterEmergency(Resume):
+    """After the emergency message: carry on with the paused flow, or the menu
+    (the time-out's resume step, with its own question; "continue" typed works)."""
 
     name = STEP
-
-    def prompt(self, ctx: Ctx, notice: str | None = None) -> list[Reply]:
-        options = [
-            Option(ctx.t("resume.continue"), "continue"),
-            Option(ctx.t("resume.menu"), "menu"),
-        ]
-        return [ctx.ask(with_notice(notice, ctx.t("emergency.after")), options)]
+    question = "emergency.after"
 
     def handle(self, ctx: Ctx, text: str) -> Outcome:
-        choice = ctx.choice or ("continue" if fold(text) in CONTINUE_WORDS else None)
-        if choice == "continue":
-            saved: list[Any] = ctx.data.get("resume") or [None, {}]
-            step, data = saved
-            ctx.conversation.data = dict(data)
-            ctx.data.pop("options", None)
-            return Outcome.go(step) if step else Outcome.go("menu.main")
-        if choice == "menu":
-            ctx.conversation.data = {}
-            return Outcome.go("menu.main")
-        return Outcome.stay(ctx.t("common.pick_number"))
+        if ctx.choice is None and fold(text) in CONTINUE_WORDS:
+            ctx.choice = "continue"
+        return super().handle(ctx, text)

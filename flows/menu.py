@@ -56,13 +56,14 @@ class Resume:
     """After a long silence: offer to carry on where the patient left off."""
 
     name = "system.resume"
+    question = "resume.prompt"
 
     def prompt(self, ctx: Ctx, notice: str | None = None) -> list[Reply]:
         options = [
             Option(ctx.t("resume.continue"), "continue"),
             Option(ctx.t("resume.menu"), "menu"),
         ]
-        return [ctx.ask(with_notice(notice, ctx.t("resume.prompt")), options)]
+        return [ctx.ask(with_notice(notice, ctx.t(self.question)), options)]
 
     def handle(self, ctx: Ctx, text: str) -> Outcome:
         if ctx.choice == "continue":

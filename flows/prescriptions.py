@@ -100,13 +100,7 @@ class PickPrescription:
         return None
 
     def prompt(self, ctx: Ctx, notice: str | None = None) -> list[Reply]:
-        options = [
-            Option(
-                ctx.t("rx.pick_item", practitioner=p.practitioner.name, date=_day(ctx, p)),
-                f"p:{p.id}",
-            )
-            for p in open_prescriptions(ctx)[:SHOWN]
-        ]
+        options = _pick_options(ctx, open_prescriptions(ctx))
         return [ctx.ask(with_notice(notice, ctx.t("rx.which")), options)]
 
     def handle(self, ctx: Ctx, text: str) -> Outcome:
@@ -116,8 +110,20 @@ class PickPrescription:
         return Outcome.stay(ctx.t("common.pick_number"))
 
 
-def _day(ctx: Ctx, p: Prescription) -> str:
-    return format_day(p.issued_at, ctx.lang, ctx.tz)
+def _pick_options(ctx: Ctx, found: list[Prescription]) -> list[Option]:
+    """The first few prescriptions as options: prescriber and date, no medicine
+    (the list can be shown before the details)."""
+    return [
+        Option(
+            ctx.t(
+                "rx.pick_item",
+                practitioner=p.practitioner.name,
+                date=format_day(p.issued_at, ctx.lang, ctx.tz),
+            ),
+            f"p:{p.id}",
+        )
+        for p in found[:SHOWN]
+    ]
 
 
 class ShowPrescription:
@@ -298,14 +304,8 @@ class AskRefill:
         return None
 
     def prompt(self, ctx: Ctx, notice: str | None = None) -> list[Reply]:
-        options = [
-            Option(
-                ctx.t("rx.pick_item", practitioner=p.practitioner.name, date=_day(ctx, p)),
-                f"p:{p.id}",
-            )
-            for p in prescriptions.for_patient(ctx.session, ctx.identity.patient_id or 0)[:SHOWN]
-        ]
-        return [ctx.ask(with_notice(notice, ctx.t("rx.refill_which")), options)]
+        mine = prescriptions.for_patient(ctx.session, ctx.identity.patient_id or 0)
+        return [ctx.ask(with_notice(notice, ctx.t("rx.refill_which")), _pick_options(ctx, mine))]
 
     def handle(self, ctx: Ctx, text: str) -> Outcome:
         if ctx.choice and ctx.choice.startswith("p:"):
