@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from bots.dispatcher import Dispatcher
+from bots.doctor_bot import doctor_bot_router
 from bots.ratelimit import RateLimits
 from channels.base import Channel
 from core import migrate
@@ -26,9 +27,15 @@ from core.clock import Clock, SystemClock
 from core.db import Database
 from core.settings import Settings, load_settings
 from web import api
+from web.auth import install as install_auth
+from web.availability import availability_router
+from web.dashboard import dashboard_router
+from web.inbox import inbox_router
 from web.metrics import metrics_router
 from web.pharmacy import pharmacy_router
+from web.prescribe import prescribe_router
 from web.prescriptions import prescriptions_router
+from web.video import video_router
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -252,6 +259,13 @@ def create_app(
     app.include_router(metrics_router(database, the_clock))
     app.include_router(prescriptions_router(database, the_clock, settings), prefix="/api/v1")
     app.include_router(pharmacy_router(database, the_clock, settings))
+    auth = install_auth(app, database, the_clock, settings)
+    app.include_router(dashboard_router(auth))
+    app.include_router(inbox_router(auth))
+    app.include_router(availability_router(auth))
+    app.include_router(prescribe_router(auth))
+    app.include_router(video_router(auth))
+    app.include_router(doctor_bot_router(auth))
     _mount_webhooks(app, settings, database, the_clock)
     return app
 

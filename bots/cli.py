@@ -60,10 +60,12 @@ appointments_app = typer.Typer(help="List appointments, or book one for a patien
 alerts_app = typer.Typer(help="Urgent alerts for staff: red flags in patients' messages.")
 intake_app = typer.Typer(help="Symptom intakes: the doctor's summary, and FHIR R4 export.")
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+users_app = typer.Typer(help="Dashboard users and API tokens.", no_args_is_help=True)
 app.add_typer(appointments_app, name="appointments")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(intake_app, name="intake")
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
 
 
 # -- shared helpers ------------------------------------------------------------
@@ -968,6 +970,105 @@ def import_pharmacies(
         print(f"  ... and {report.skipped - shown} more skipped")
     if report.skipped and not report.imported:
         raise CliError(f"no pharmacy imported: all {report.skipped} rows were malformed")
+
+
+# -- users ---------------------------------------------------------------------
+
+
+@users_app.command("add")
+def users_add(
+    email: Annotated[str, typer.Option("--email", help="their login")],
+    role: Annotated[str, typer.Option("--role", help="admin, staff or doctor")],
+    password: Annotated[
+        str | None,
+        typer.Option("--password", help="at least 10 characters; without it one is made up"),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="shown in the dashboard")] = "",
+    practitioner: Annotated[
+        str | None,
+        typer.Option("--practitioner", help="a doctor's practitioner (id or name)"),
+    ] = None,
+) -> None:
+    """Create a dashboard user; a doctor is linked to their practitioner."""
+    import secrets
+
+    from core import users
+
+    settings = _settings()
+    db = _database(settings)
+    made_up = password is None
+    secret = password if password is not None else secrets.token_urlsafe(12)
+    if role == "doctor" and practitioner is None:
+        practitioner = name or None
+    try:
+        with db.transaction() as session:
+            user = users.create_user(
+                session,
+                email=email,
+                role=role,
+                password=secret,
+                name=name,
+                practitioner=practitioner,
+                now=_now(),
+            )
+            linked = f", practitioner {user.practitioner_id}" if user.practitioner_id else ""
+            print(f"user {user.id} created: {user.email} ({user.role}{linked})")
+    except users.UserError as exc:
+        raise CliError(str(exc)) from None
+    if made_up:
+        print(f"password: {secret}  (shown once; log in at {settings.public_url}/login)")
+
+
+@users_app.command("list")
+def users_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Dashboard users."""
+    from sqlalchemy import select
+
+    from core.models import User
+
+    db = _database(_settings())
+    with db.transaction() as session:
+        rows = [
+            {
+                "id": u.id,
+                "email": u.email,
+                "name": u.name,
+                "role": u.role,
+                "practitioner_id": u.practitioner_id,
+                "active": u.active,
+            }
+            for u in session.scalars(select(User).order_by(User.id))
+        ]
+    if json_out:
+        _dump(rows)
+        return
+    for row in rows:
+        state = "" if row["active"] else "  (disabled)"
+        print(f"{row['id']:>4}  {row['role']:<7} {row['email']}  {row['name']}{state}")
+
+
+@users_app.command("token")
+def users_token(
+    email: Annotated[str, typer.Option("--email", help="the user the integration acts as")],
+    label: Annotated[str, typer.Option("--label", help="what it is for")] = "integration",
+) -> None:
+    """Issue a REST API token (Authorization: Bearer ...) acting as a user."""
+    from sqlalchemy import select
+
+    from core import users
+    from core.models import User
+
+    db = _database(_settings())
+    with db.transaction() as session:
+        user = session.scalar(select(User).where(User.email == users.normalize_email(email)))
+        if user is None:
+            raise CliError(f"no user with e-mail {email.strip()} (see: telemed users list)")
+        token = users.issue_api_token(session, user, label=label, now=_now())
+    print(token)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 # -- db ------------------------------------------------------------------------

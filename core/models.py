@@ -78,6 +78,9 @@ class Clinic(Base):
     # Said in every emergency reply; NULL takes TELEMED_EMERGENCY_NUMBER / _CRISIS_LINE.
     emergency_number: Mapped[str | None] = mapped_column(String(32))
     crisis_line: Mapped[str | None] = mapped_column(String(64))
+    # Working days (Monday to Friday) within which a patient's question is
+    # answered; NULL takes TELEMED_QUESTION_ANSWER_DAYS.
+    question_answer_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(UTC))
 
 
@@ -517,3 +520,150 @@ class CodeAttempt(Base):
 def table_of(model: type[Base]) -> Table:
     """A model's Core table, for hot paths that skip the ORM's unit of work."""
     return cast(Table, model.__table__)
+
+
+# -- the care team's side: users, sessions, audit, questions, video links -------------
+
+USER_ROLES = ("admin", "staff", "doctor")
+
+
+class User(Base):
+    """Someone who logs in to the dashboard. A doctor is linked to the
+    practitioner whose schedule, patients and questions are theirs."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("email", name="uq_user_email"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id"))
+    email: Mapped[str] = mapped_column(String(254))  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    practitioner_id: Mapped[int | None] = mapped_column(ForeignKey("practitioners.id"))
+    # The doctor bot's chat with this user, once linked (see bots.doctor_bot).
+    telegram_chat_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    last_login_at: Mapped[datetime | None]
+
+    practitioner: Mapped[Practitioner | None] = relationship()
+
+
+class UserSession(Base):
+    """A dashboard login (server-side, so logging out or disabling a user ends it)."""
+
+    __tablename__ = "user_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the cookie
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class ApiToken(Base):
+    """A bearer token for an integration, acting as its user (hash stored)."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class AuditEntry(Base):
+    """Who viewed or changed which patient data, when and from where.
+    Append-only: the migration adds triggers that refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_patient_at", "patient_id", "at"),
+        Index("ix_audit_user_at", "user_id", "at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    user_email: Mapped[str] = mapped_column(String(254), default="")  # kept if the user goes
+    action: Mapped[str] = mapped_column(String(16))  # view, create, update, delete, login...
+    entity: Mapped[str] = mapped_column(String(32))  # patient, appointment, question...
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    patient_id: Mapped[int | None] = mapped_column(Integer)  # no FK: the log outlives rows
+    source: Mapped[str] = mapped_column(String(16), default="web")  # web, api, telegram, cli
+    ip: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+QUESTION_STATUSES = ("open", "answered", "closed")
+
+
+class QuestionThread(Base):
+    """A patient's question for their practitioner (or the clinic's triage
+    queue when ``practitioner_id`` is NULL), with its follow-ups."""
+
+    __tablename__ = "question_threads"
+    __table_args__ = (
+        Index("ix_questions_status_due", "status", "due_at"),
+        Index("ix_questions_practitioner_status", "practitioner_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    practitioner_id: Mapped[int | None] = mapped_column(ForeignKey("practitioners.id"))
+    # Where the patient wrote from last: the answer goes back there.
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    # When the patient was told to expect an answer; open threads past it are late.
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+
+    patient: Mapped[Patient] = relationship()
+    practitioner: Mapped[Practitioner | None] = relationship()
+    messages: Mapped[list[QuestionMessage]] = relationship(
+        order_by="QuestionMessage.id", cascade="all, delete-orphan", back_populates="thread"
+    )
+
+
+class QuestionMessage(Base):
+    __tablename__ = "question_messages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    thread_id: Mapped[int] = mapped_column(
+        ForeignKey("question_threads.id", ondelete="CASCADE"), index=True
+    )
+    author: Mapped[str] = mapped_column(String(16))  # patient, doctor, staff
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    body: Mapped[str] = mapped_column(Text, default="")  # PHI: never logged
+    media: Mapped[list[Any]] = mapped_column(default=list)  # [{"url", "content_type"}]
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    created_at: Mapped[datetime]
+
+    thread: Mapped[QuestionThread] = relationship(back_populates="messages")
+
+
+class VideoLink(Base):
+    """One participant's link to a video visit (``/v/{token}``); the token is
+    derived from the row (see core.video), so revoking is setting ``revoked_at``."""
+
+    __tablename__ = "video_links"
+    __table_args__ = (UniqueConstraint("appointment_id", "role", name="uq_video_link_role"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # patient, practitioner
+    nonce: Mapped[str] = mapped_column(String(32))  # a new nonce makes a new token
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    opened_at: Mapped[datetime | None]
+
+    appointment: Mapped[Appointment] = relationship()

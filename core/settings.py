@@ -109,6 +109,21 @@ class Settings(BaseSettings):
     jitsi_base_url: str = "https://meet.jit.si"
     jitsi_app_id: str | None = None
     jitsi_app_secret: str | None = None
+    # Twilio Video (VIDEO_PROVIDER=twilio) signs access tokens with an API key.
+    twilio_api_key_sid: str | None = None
+    twilio_api_key_secret: str | None = None
+    # A video link opens this many minutes before the visit, until its end.
+    video_early_minutes: int = Field(default=15, ge=0, le=24 * 60)
+
+    # Patients are told to expect an answer to a question within this many
+    # working days (Monday to Friday); a clinic row may set its own.
+    question_answer_days: int = Field(default=1, ge=1, le=30)
+    # The doctors' own Telegram bot (bots.doctor_bot): new questions go to
+    # linked doctors, their replies go into the thread. Unset: off.
+    telegram_doctor_bot_token: str | None = None
+    telegram_doctor_webhook_secret: str | None = None
+    # Dashboard logins last this long.
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
 
     # How long a slot stays held while the patient confirms it.
     hold_minutes: int = Field(default=10, ge=1, le=120)
@@ -201,6 +216,10 @@ class Settings(BaseSettings):
     @property
     def telegram_enabled(self) -> bool:
         return bool(self.telegram_bot_token)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
 
 
 def load_settings() -> Settings:

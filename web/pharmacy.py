@@ -20,7 +20,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -36,6 +35,7 @@ from core.i18n import format_day, t
 from core.logs import get_logger
 from core.models import Prescription
 from core.settings import Settings
+from web.forms import form_fields
 
 log = get_logger(__name__)
 
@@ -66,20 +66,6 @@ def qr_svg(text: str) -> Markup:
 
 
 MAX_FORM_BYTES = 4096
-
-
-async def form_fields(request: Request) -> dict[str, str]:
-    """An url-encoded form's fields (first value of each), without needing
-    python-multipart; a body too large or not url-encoded is empty."""
-    if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
-        return {}
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return {}
-    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {key: values[0] for key, values in parsed.items() if values}
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -162,7 +148,7 @@ def pharmacy_router(db: Database, clock: Clock, settings: Settings) -> APIRouter
 
     @router.post("/pharmacy", response_class=HTMLResponse)
     async def pharmacy_post(request: Request) -> HTMLResponse:
-        fields = await form_fields(request)
+        fields = await form_fields(request, MAX_FORM_BYTES)
         return await run_in_threadpool(
             pharmacy_lookup, request, fields.get("code", ""), fields.get("token", "")
         )
@@ -257,12 +243,12 @@ def pharmacy_router(db: Database, clock: Clock, settings: Settings) -> APIRouter
 
     @router.post("/pharmacy/dispense", response_class=HTMLResponse)
     async def pharmacy_dispense(request: Request) -> HTMLResponse:
-        fields = await form_fields(request)
+        fields = await form_fields(request, MAX_FORM_BYTES)
         return await run_in_threadpool(act, request, "dispense", fields)
 
     @router.post("/pharmacy/ready", response_class=HTMLResponse)
     async def pharmacy_ready(request: Request) -> HTMLResponse:
-        fields = await form_fields(request)
+        fields = await form_fields(request, MAX_FORM_BYTES)
         return await run_in_threadpool(act, request, "ready", fields)
 
     @router.get("/rx/{page_token}", response_class=HTMLResponse)

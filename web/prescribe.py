@@ -1,0 +1,11 @@
+"""Placeholder: filled in by the prescribe work of issue 7."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from web.auth import Auth
+
+
+def prescribe_router(auth: Auth) -> APIRouter:
+    return APIRouter(include_in_schema=False)
