@@ -48,6 +48,14 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 
+def use_cheap_hashing() -> None:
+    """For test suites only: argon2 at its lowest cost, as Django's test
+    settings swap in a fast hasher; production keeps argon2's defaults."""
+    global _hasher, _DUMMY_HASH
+    _hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    _DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
 class Actor(Protocol):
     """A user as the web layer holds one between transactions (or a ``User`` row)."""
 

@@ -23,6 +23,9 @@ from core.clock import FixedClock
 from core.db import Database
 from tests.clinic import Clinic
 
+# Hashing at argon2's default cost (~50 ms each) would dominate these tests.
+users.use_cheap_hashing()
+
 PASSWORD = "correct horse battery"
 # email -> (role, practitioner name or None)
 USERS = {

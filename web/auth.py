@@ -234,7 +234,12 @@ def _login_router(auth: Auth) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def login_page(
-        request: Request, *, next_url: str, error: str | None = None, status_code: int = 200
+        request: Request,
+        *,
+        next_url: str,
+        error: str | None = None,
+        status_code: int = 200,
+        email: str = "",
     ) -> HTMLResponse:
         token = secrets.token_urlsafe(24)
         response = render(
@@ -245,6 +250,7 @@ def _login_router(auth: Auth) -> APIRouter:
             login_csrf=token,
             next_url=next_url,
             error=error,
+            email=email[:254],
         )
         response.set_cookie(
             LOGIN_CSRF_COOKIE,
@@ -306,6 +312,7 @@ def _login_router(auth: Auth) -> APIRouter:
                 next_url=next_url,
                 error="Too many failed attempts. Wait 15 minutes and try again.",
                 status_code=429,
+                email=email,
             )
         if done is None:
             return login_page(
@@ -313,6 +320,7 @@ def _login_router(auth: Auth) -> APIRouter:
                 next_url=next_url,
                 error="That e-mail and password do not match.",
                 status_code=401,
+                email=email,
             )
         log.info("login", user_id=done.user.id)
         response = RedirectResponse(next_url, status_code=303)
