@@ -1,4 +1,6 @@
-"""Read-only REST API, mounted at ``/api/v1`` by ``bots.app``.
+"""The public part of the REST API, mounted at ``/api/v1`` by ``bots.app``:
+practitioners and their free slots (no token, no patient data), and the
+time helpers the other ``web.api_*`` routers share.
 
 Times go out as ISO 8601 with the offset of the practitioner's zone. Query
 parameters are checked here, so a bad value is a 4xx with a reason, never a
@@ -7,65 +9,40 @@ parameters are checked here, so a bad value is a 4xx with a reason, never a
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
-from core.clock import Clock, SystemClock
-from core.db import Database
-from core.models import Appointment, Clinic, Practitioner
+from core.models import Clinic, Practitioner
+from core.settings import Settings
+from web.api_auth import MAX_ID, ClockDep, DbDep, problem
 
 router = APIRouter()
 
-MAX_ID = 2**31 - 1
-
-
-def get_db(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
-def get_clock(request: Request) -> Clock:
-    clock: Clock | None = getattr(request.app.state, "clock", None)
-    return clock if clock is not None else SystemClock()
-
-
-DbDep = Annotated[Database, Depends(get_db)]
-ClockDep = Annotated[Clock, Depends(get_clock)]
-
 
 class PractitionerOut(BaseModel):
-    id: int
-    name: str
-    specialty: str
+    id: int = Field(examples=[1])
+    name: str = Field(examples=["Dr Ana Ruiz"])
+    specialty: str = Field(examples=["general practice"])
 
 
 class SlotOut(BaseModel):
     practitioner_id: int
-    start: datetime = Field(description="ISO 8601 with the practitioner's UTC offset")
-    end: datetime
-
-
-class AppointmentOut(BaseModel):
-    id: int
-    status: str = Field(description="held, booked, confirmed, cancelled, completed or no_show")
-    start: datetime = Field(description="ISO 8601 with the practitioner's UTC offset")
-    end: datetime
-    practitioner: str
-    practitioner_id: int
-    patient_phone: str | None = Field(description="E.164, when the patient has one")
-    channel: str | None
-    visit_type: str
+    start: datetime = Field(
+        description="ISO 8601 with the practitioner's UTC offset",
+        examples=["2026-04-15T09:00:00-04:00"],
+    )
+    end: datetime = Field(examples=["2026-04-15T09:30:00-04:00"])
 
 
 @router.get("/practitioners", response_model=list[PractitionerOut], tags=["practitioners"])
 def list_practitioners(db: DbDep) -> list[PractitionerOut]:
-    """Active practitioners."""
+    """Active practitioners. Public: no token needed."""
     with db.transaction() as session:
         rows = session.scalars(
             select(Practitioner).where(Practitioner.active.is_(True)).order_by(Practitioner.id)
@@ -76,7 +53,7 @@ def list_practitioners(db: DbDep) -> list[PractitionerOut]:
 @router.get(
     "/slots",
     response_model=list[SlotOut],
-    responses={404: {"description": "unknown practitioner"}},
+    responses={404: problem("unknown practitioner"), 422: problem("a bad query parameter")},
     tags=["slots"],
 )
 def list_slots(
@@ -90,16 +67,16 @@ def list_slots(
     end: Annotated[str | None, Query(description="ISO 8601 date or date-time (exclusive)")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> list[SlotOut]:
-    """The next free slots of a practitioner, earliest first."""
+    """The next free slots of a practitioner, earliest first. Public: no token needed."""
     from core.scheduling import free_slots
 
     with db.transaction() as session:
         practitioner = session.get(Practitioner, practitioner_id)
         if practitioner is None or not practitioner.active:
             raise HTTPException(404, f"unknown practitioner {practitioner_id}")
-        zone = _zone(practitioner.timezone)
-        start_at = _instant(start, zone, "start")
-        end_at = _instant(end, zone, "end")
+        zone = to_zone(practitioner.timezone)
+        start_at = parse_instant(start, zone, "start")
+        end_at = parse_instant(end, zone, "end")
         if start_at is not None and end_at is not None and end_at <= start_at:
             raise HTTPException(422, "end must be after start")
         slots = free_slots(
@@ -115,73 +92,24 @@ def list_slots(
         ]
 
 
-@router.get("/appointments", response_model=list[AppointmentOut], tags=["appointments"])
-def list_appointments(
-    db: DbDep,
-    clock: ClockDep,
-    request: Request,
-    day: Annotated[
-        date | None,
-        Query(description="YYYY-MM-DD in the clinic's zone; without it, today and later"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> list[AppointmentOut]:
-    """Appointments on one day, or from today on, in start order."""
-    with db.transaction() as session:
-        zone = _zone(_clinic_timezone(session, request))
-        try:
-            first = day if day is not None else clock.now().astimezone(zone).date()
-            lower = datetime.combine(first, time(0), zone).astimezone(UTC)
-            upper = (
-                datetime.combine(first + timedelta(days=1), time(0), zone).astimezone(UTC)
-                if day is not None
-                else None
-            )
-        except (OverflowError, ValueError):
-            raise HTTPException(422, "day is out of range") from None
-        query = (
-            select(Appointment)
-            .options(joinedload(Appointment.patient))
-            .where(Appointment.start_at >= lower)
-            .order_by(Appointment.start_at, Appointment.id)
-            .limit(limit)
-        )
-        if upper is not None:
-            query = query.where(Appointment.start_at < upper)
-        return [_appointment_out(a) for a in session.scalars(query).unique()]
+# -- shared by the api_* routers ------------------------------------------------------
 
 
-def _appointment_out(appointment: Appointment) -> AppointmentOut:
-    zone = _zone(appointment.practitioner.timezone)
-    return AppointmentOut(
-        id=appointment.id,
-        status=appointment.status,
-        start=appointment.start_at.astimezone(zone),
-        end=appointment.end_at.astimezone(zone),
-        practitioner=appointment.practitioner.name,
-        practitioner_id=appointment.practitioner_id,
-        patient_phone=appointment.patient.phone if appointment.patient else None,
-        channel=appointment.channel,
-        visit_type=appointment.visit_type,
-    )
-
-
-def _clinic_timezone(session: Session, request: Request) -> str:
+def clinic_timezone(session: Session, settings: Settings | None) -> str:
     zone = session.scalar(select(Clinic.timezone).order_by(Clinic.id).limit(1))
     if zone:
         return zone
-    settings = getattr(request.app.state, "settings", None)
     return getattr(settings, "clinic_timezone", "UTC")
 
 
-def _zone(name: str) -> ZoneInfo:
+def to_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (KeyError, ValueError):
         return ZoneInfo("UTC")
 
 
-def _instant(value: str | None, zone: ZoneInfo, name: str) -> datetime | None:
+def parse_instant(value: str | None, zone: ZoneInfo, name: str) -> datetime | None:
     """ISO 8601 date or date-time -> aware UTC; naive values are read in ``zone``."""
     if value is None or not value.strip():
         return None

@@ -1,20 +1,22 @@
 """Prescriptions over the REST API (``/api/v1``): a doctor issues, the
 prescriber's refill queue and its answers, and the FHIR R4 export.
 
-Every endpoint here needs ``Authorization: Bearer $TELEMED_API_TOKEN``; with
-no token configured they answer 503, so an instance nobody configured never
-accepts prescriptions from anyone. Bad input is a 4xx with the reason, never a
-500. The pickup code is not in any answer: it goes to the patient only.
+Every endpoint here needs a bearer token (``web.api_auth``): a user's token
+from ``telemed users token`` acts with that user's role, or the legacy
+``TELEMED_API_TOKEN`` acts as an admin integration. Issuing, cancelling and
+answering refills take an admin token or a doctor's, and a doctor acts only
+as their own practitioner for their own patients; staff tokens may read.
+Every read is audited. Bad input is a 4xx with the reason, never a 500. The
+pickup code is not in any answer: it goes to the patient only.
 """
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
@@ -27,10 +29,21 @@ from core.models import ChannelIdentity, Patient, Practitioner, Prescription, Re
 from core.patients import find_or_create_patient_by_phone
 from core.phones import InvalidPhone, to_e164
 from core.settings import Settings
+from web.api_auth import (
+    AUTH_ERRORS,
+    ApiUser,
+    Caller,
+    check_patient,
+    check_practitioner,
+    record,
+    roles,
+)
 
 MAX_ID = 2**31 - 1
 FHIR_JSON = "application/fhir+json"
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+# Who may prescribe, cancel and answer refills; a doctor only as their own practitioner.
+Prescriber = Annotated[ApiUser, Depends(roles("admin", "doctor"))]
 
 
 # -- bodies and answers ---------------------------------------------------------------
@@ -218,25 +231,8 @@ def _http_error(exc: rx.PrescriptionError) -> HTTPException:
 def prescriptions_router(db: Database, clock: Clock, settings: Settings) -> APIRouter:
     """Routes for ``/prescriptions`` and ``/refills``; include with prefix ``/api/v1``."""
 
-    def require_token(request: Request) -> None:
-        expected = settings.api_token
-        if not expected:
-            raise HTTPException(503, "set TELEMED_API_TOKEN to use this endpoint")
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), expected.encode()
-        ):
-            raise HTTPException(
-                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-            )
-
-    auth = [Depends(require_token)]
-    router = APIRouter(dependencies=auth)
-    errors: dict[int | str, dict[str, Any]] = {
-        401: {"description": "missing or wrong bearer token"},
-        503: {"description": "TELEMED_API_TOKEN is not set"},
-    }
+    router = APIRouter()
+    errors: dict[int | str, dict[str, Any]] = dict(AUTH_ERRORS)
 
     @router.post(
         "/prescriptions",
@@ -246,10 +242,12 @@ def prescriptions_router(db: Database, clock: Clock, settings: Settings) -> APIR
         responses={**errors, 422: {"description": "invalid prescription, with the reason"}},
         tags=["prescriptions"],
     )
-    def issue_prescription(body: PrescriptionIn) -> PrescriptionOut:
+    def issue_prescription(body: PrescriptionIn, user: Prescriber) -> PrescriptionOut:
         """Issue a prescription; the patient is told (no medicine named) on the
-        channel they used last, and can then see it after proving who they are."""
+        channel they used last, and can then see it after proving who they are.
+        Admin tokens, or a doctor's as their own practitioner for their own patients."""
         now = clock.now()
+        check_practitioner(user, body.practitioner_id, "prescriptions of another practitioner")
         with db.transaction() as session:
             practitioner = session.get(Practitioner, body.practitioner_id)
             if practitioner is None or not practitioner.active:
@@ -265,6 +263,8 @@ def prescriptions_router(db: Database, clock: Clock, settings: Settings) -> APIR
             else:
                 assert body.patient_id is not None
                 patient_id = body.patient_id
+            if user.is_doctor:
+                check_patient(session, user, patient_id)
             try:
                 prescription = rx.issue(
                     session,
@@ -279,6 +279,7 @@ def prescriptions_router(db: Database, clock: Clock, settings: Settings) -> APIR
             except rx.PrescriptionError as exc:
                 raise _http_error(exc) from None
             notice = rx.patient_notice(session, prescription, "issued", now)
+            _audit(session, user, "create", prescription)
             out = prescription_out(prescription, now)
             out.notified = notice is not None
             return out
@@ -290,14 +291,13 @@ def prescriptions_router(db: Database, clock: Clock, settings: Settings) -> APIR
         responses={**errors, 404: {"description": "unknown prescription"}},
         tags=["prescriptions"],
     )
-    def get_prescription(prescription_id: IdPath) -> PrescriptionOut:
+    def get_prescription(prescription_id: IdPath, user: Caller) -> PrescriptionOut:
         """One prescription, with its items and status."""
         now = clock.now()
         with db.transaction() as session:
-            try:
-                return prescription_out(rx.get(session, prescription_id), now)
-            except rx.PrescriptionError as exc:
-                raise _http_error(exc) from None
+            prescription = _readable(session, user, prescription_id)
+            _audit(session, user, "view", prescription)
+            return prescription_out(prescription, now)
 
     @router.get(
         "/prescriptions/{prescription_id}/fhir",
@@ -309,14 +309,12 @@ def prescriptions_router(db: Database, clock: Clock, settings: Settings) -> APIR
         },
         tags=["prescriptions"],
     )
-    def prescription_fhir(prescription_id: IdPath) -> JSONResponse:
+    def prescription_fhir(prescription_id: IdPath, user: Caller) -> JSONResponse:
         """The prescription as FHIR R4: a collection Bundle of one
         MedicationRequest per item (grouped by ``groupIdentifier``)."""
         with db.transaction() as session:
-            try:
-                prescription = rx.get(session, prescription_id)
-            except rx.PrescriptionError as exc:
-                raise _http_error(exc) from None
+            prescription = _readable(session, user, prescription_id)
+            _audit(session, user, "export", prescription)
             return JSONResponse(rx.bundle_json(prescription), media_type=FHIR_JSON)
 
     @router.post(
@@ -330,14 +328,21 @@ def prescriptions_router(db: Database, clock: Clock, settings: Settings) -> APIR
         },
         tags=["prescriptions"],
     )
-    def cancel_prescription(prescription_id: IdPath) -> PrescriptionOut:
-        """Withdraw a prescription not yet dispensed; its code stops working."""
+    def cancel_prescription(prescription_id: IdPath, user: Prescriber) -> PrescriptionOut:
+        """Withdraw a prescription not yet dispensed; its code stops working.
+        Admin tokens, or the prescriber's doctor token."""
         now = clock.now()
         with db.transaction() as session:
+            prescription = _readable(session, user, prescription_id)
+            check_practitioner(
+                user, prescription.practitioner_id, "another prescriber's prescription"
+            )
             try:
-                return prescription_out(rx.cancel(session, prescription_id, now), now)
+                cancelled = rx.cancel(session, prescription_id, now)
             except rx.PrescriptionError as exc:
                 raise _http_error(exc) from None
+            _audit(session, user, "update", cancelled)
+            return prescription_out(cancelled, now)
 
     @router.get(
         "/refills",
@@ -347,15 +352,27 @@ def prescriptions_router(db: Database, clock: Clock, settings: Settings) -> APIR
         tags=["refills"],
     )
     def list_refills(
+        user: Caller,
         status: Annotated[Literal["requested", "approved", "denied"], Query()] = "requested",
         practitioner_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> list[RefillOut]:
         """Refill requests, oldest first: with ``status=requested``, the queue
-        (of one prescriber with ``practitioner_id``)."""
+        (of one prescriber with ``practitioner_id``; a doctor's token: their own)."""
+        if user.is_doctor:
+            check_practitioner(user, practitioner_id or user.practitioner_id, "that refill queue")
+            practitioner_id = user.practitioner_id
         with db.transaction() as session:
             rows = rx.refill_queue(
                 session, status=status, practitioner_id=practitioner_id, limit=limit
+            )
+            record(
+                session,
+                user,
+                clock,
+                "view",
+                "refill",
+                detail={"count": len(rows), "patient_ids": sorted({r.patient_id for r in rows})},
             )
             return [refill_out(r) for r in rows]
 
@@ -370,11 +387,15 @@ def prescriptions_router(db: Database, clock: Clock, settings: Settings) -> APIR
         },
         tags=["refills"],
     )
-    def answer_refill(refill_id: IdPath, body: RefillAnswerIn) -> RefillOut:
+    def answer_refill(refill_id: IdPath, body: RefillAnswerIn, user: Prescriber) -> RefillOut:
         """Approve (a new prescription is issued from the items with refills
-        left) or deny; the answer goes to the patient where they asked."""
+        left) or deny; the answer goes to the patient where they asked.
+        Admin tokens, or the prescriber's doctor token."""
         now = clock.now()
         with db.transaction() as session:
+            refill = session.get(RefillRequest, refill_id)
+            if refill is not None:
+                check_practitioner(user, refill.practitioner_id, "another prescriber's refills")
             try:
                 answer = rx.answer_refill(session, refill_id, body.approve, body.note, now)
                 subject = answer.renewal or rx.get(session, answer.refill.prescription_id)
@@ -382,8 +403,31 @@ def prescriptions_router(db: Database, clock: Clock, settings: Settings) -> APIR
                 raise _http_error(exc) from None
             event = "refill_approved" if body.approve else "refill_denied"
             rx.patient_notice(session, subject, event, now, refill=answer.refill)
+            record(
+                session,
+                user,
+                clock,
+                "update",
+                "refill",
+                entity_id=refill_id,
+                patient_id=answer.refill.patient_id,
+                detail={"approve": body.approve},
+            )
             return refill_out(
                 answer.refill, answer.renewal.id if answer.renewal is not None else None
             )
+
+    def _readable(session: Session, user: ApiUser, prescription_id: int) -> Prescription:
+        try:
+            prescription = rx.get(session, prescription_id)
+        except rx.PrescriptionError as exc:
+            raise _http_error(exc) from None
+        check_patient(session, user, prescription.patient_id)
+        return prescription
+
+    def _audit(session: Session, user: ApiUser, action: str, p: Prescription) -> None:
+        record(
+            session, user, clock, action, "prescription", entity_id=p.id, patient_id=p.patient_id
+        )
 
     return router

@@ -19,9 +19,11 @@ from core.demo import seed_demo
 from core.messages import Reply
 from core.models import Practitioner
 from core.patients import find_or_create_patient_by_phone
+from core.settings import Settings
 
 ZONE = "America/New_York"
 PHONE = "+15555550123"
+API_TOKEN = "api-test-token"
 
 
 @pytest.fixture
@@ -33,8 +35,13 @@ def seeded(db: Database) -> Database:
 
 @pytest.fixture
 def client(seeded: Database, clock: FixedClock) -> TestClient:
-    app = create_app(db=seeded, clock=clock, role="web")
-    return TestClient(app, raise_server_exceptions=False)
+    # GET /appointments needs a token (it answers with patients' phones): the
+    # legacy integration token acts as admin. Roles are in test_api_v1.py.
+    settings = Settings(database_url=seeded.url, api_token=API_TOKEN)
+    app = create_app(settings, db=seeded, clock=clock, role="web")
+    return TestClient(
+        app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {API_TOKEN}"}
+    )
 
 
 def practitioner_named(db: Database, fragment: str) -> int:

@@ -126,16 +126,19 @@ def hidden(html: str, action: str) -> dict[str, str]:
 # -- REST API -------------------------------------------------------------------------
 
 
-def test_without_a_configured_token_write_endpoints_answer_503(
+def test_without_a_configured_token_the_legacy_token_is_refused(
     db: Database, clock: FixedClock
 ) -> None:
+    # Users' own tokens (telemed users token) now work without TELEMED_API_TOKEN,
+    # so an unset setting is no longer "not configured" (503): any other token is 401.
     env = Env(db, clock, token=None)
     response = env.client.post(
         "/api/v1/prescriptions", json={**BODY, "practitioner_id": env.doctor_id}, headers=AUTH
     )
-    assert response.status_code == 503
-    assert "TELEMED_API_TOKEN" in response.json()["detail"]
-    assert env.client.get("/api/v1/refills", headers=AUTH).status_code == 503
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert env.client.get("/api/v1/refills", headers=AUTH).status_code == 401
+    assert env.outbox() == []
 
 
 @pytest.mark.parametrize(
