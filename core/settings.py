@@ -12,7 +12,7 @@ from datetime import time, timedelta
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TELEMED_"
@@ -101,8 +101,8 @@ class Settings(BaseSettings):
     # Where urgent alerts also go as a message, as "channel:address"
     # (e.g. "sms:+15555550100" or "telegram:123456"); unset: dashboard only.
     oncall_address: str | None = None
-    # Bearer token for the REST API's write endpoints (issuing prescriptions)
-    # until the dashboard's staff login exists; unset: they answer 503.
+    # An optional extra bearer token for the REST API acting as an admin
+    # integration (older set-ups); per-user tokens come from `telemed users token`.
     api_token: str | None = None
     scheduler_tick_seconds: float = Field(default=15, gt=0, le=3600)
     video_provider: Literal["jitsi", "twilio"] = "jitsi"
@@ -205,6 +205,27 @@ class Settings(BaseSettings):
     def _region(cls, value: str) -> str:
         return value.upper()
 
+    @model_validator(mode="after")
+    def _video(self) -> Settings:
+        """Twilio Video signs tokens with an API key; Jitsi tokens need both halves."""
+        missing: list[str] = []
+        if self.video_provider == "twilio":
+            missing = [
+                ENV_PREFIX + name.upper()
+                for name in ("twilio_account_sid", "twilio_api_key_sid", "twilio_api_key_secret")
+                if not getattr(self, name)
+            ]
+        elif bool(self.jitsi_app_id) != bool(self.jitsi_app_secret):
+            missing = [ENV_PREFIX + ("JITSI_APP_SECRET" if self.jitsi_app_id else "JITSI_APP_ID")]
+        if missing:
+            why = (
+                f"{ENV_PREFIX}VIDEO_PROVIDER=twilio"
+                if self.video_provider == "twilio"
+                else "Jitsi tokens (the app id and secret go together)"
+            )
+            raise ValueError(f"{', '.join(missing)} must be set for {why}")
+        return self
+
     @property
     def reminder_offset_list(self) -> tuple[timedelta, ...]:
         return parse_offsets(self.reminder_offsets)
@@ -231,7 +252,8 @@ def load_settings() -> Settings:
         for err in exc.errors():
             name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
             message = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{name}: {message}")
+            # A rule across settings names them in its message.
+            problems.append(f"{name}: {message}" if err["loc"] else message)
         raise SettingsError("bad setting " + "; ".join(problems)) from None
 
 
