@@ -45,6 +45,10 @@ from core.patients import mark_opted_out
 
 log = get_logger(__name__)
 
+# Channels to the care team, not to patients (the doctors' Telegram bot):
+# patient consent and opt-outs do not apply to them.
+STAFF_CHANNELS = frozenset({"doctor_telegram"})
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -213,7 +217,7 @@ class Dispatcher:
                     at = outcome.not_before or retry_at.get(key, now)
                     _release(session, job.outbox_id, at=at)
                 else:
-                    if outcome.opted_out:
+                    if outcome.opted_out and job.channel not in STAFF_CHANNELS:
                         mark_opted_out(session, job.channel, job.address, now=now)
                     status = outbox.mark_failed(
                         session,
@@ -368,7 +372,9 @@ def _drop_unconsented(
     refused) are marked ``suppressed`` and never sent."""
     kept = []
     for row in rows:
-        if consent.allows(identities.get((row.channel, row.address)), row.purpose):
+        if row.channel in STAFF_CHANNELS or consent.allows(
+            identities.get((row.channel, row.address)), row.purpose
+        ):
             kept.append(row)
         else:
             row.status, row.claimed_until, row.error = "suppressed", None, "no consent"

@@ -137,10 +137,11 @@ class RateLimits:
             "sms": self.sms_per_second,
             "whatsapp": self.whatsapp_per_second,
             "telegram": self.telegram_per_second,
+            "doctor_telegram": self.telegram_per_second,  # a second bot: its own limits
         }.get(channel)
         if overall:
             limits.append(Limit((channel,), overall))
-        if channel == "telegram" and self.telegram_per_chat_per_second:
+        if channel in ("telegram", "doctor_telegram") and self.telegram_per_chat_per_second:
             limits.append(
                 Limit((channel, address), self.telegram_per_chat_per_second, from_done=True)
             )

@@ -55,7 +55,7 @@ from core.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
-    from telegram import Bot, InlineKeyboardMarkup, Message, Update
+    from telegram import Bot, ForceReply, InlineKeyboardMarkup, Message, Update
 
 log = get_logger(__name__)
 
@@ -73,6 +73,27 @@ Handle = Callable[[InboundMessage], Awaitable[None]]
 OnBlocked = Callable[[str], Awaitable[None]]
 
 _CHAT_ID = re.compile(r"^-?\d{1,20}$")
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    """One Telegram bot of the service: the patients' bot (``patient_bot``) or
+    another one with its own token, webhook and outbox channel (the doctors'
+    bot, ``bots.doctor_bot``)."""
+
+    token: str | None
+    webhook_secret: str | None
+    channel: str = CHANNEL  # the outbox channel its rows are queued on
+    path: str = WEBHOOK_PATH
+    token_setting: str = "TELEMED_TELEGRAM_BOT_TOKEN"  # noqa: S105 - names, for messages
+    secret_setting: str = "TELEMED_TELEGRAM_WEBHOOK_SECRET"  # noqa: S105
+    # A reply of this purpose without options asks the client to answer it
+    # (``ForceReply``): for a bot whose next message from the chat is the answer.
+    force_reply_purpose: str | None = None
+
+
+def patient_bot(settings: Settings) -> BotConfig:
+    return BotConfig(settings.telegram_bot_token, settings.telegram_webhook_secret)
 
 
 # -- errors --------------------------------------------------------------------
@@ -185,11 +206,15 @@ class TelegramChannel:
 
     name = CHANNEL
 
-    def __init__(self, settings: Settings) -> None:
-        if not settings.telegram_bot_token:
-            raise ValueError("TELEMED_TELEGRAM_BOT_TOKEN is unset")
-        self._token = settings.telegram_bot_token
-        self._secret = settings.telegram_webhook_secret
+    def __init__(self, settings: Settings, bot: BotConfig | None = None) -> None:
+        bot = bot if bot is not None else patient_bot(settings)
+        if not bot.token:
+            raise ValueError(f"{bot.token_setting} is unset")
+        self.name = bot.channel
+        self._token = bot.token
+        self._secret = bot.webhook_secret
+        self._token_setting = bot.token_setting
+        self._force_reply_purpose = bot.force_reply_purpose
         self.base_url = f"{settings.telegram_api_base_url}/bot"
         self.base_file_url = f"{settings.telegram_api_base_url}/file/bot"
         self._bot: Bot | None = None
@@ -200,11 +225,16 @@ class TelegramChannel:
     async def send(self, address: str, reply: Reply) -> str:
         chat_id = _chat_id(address)
         text = reply.text
+        markup: InlineKeyboardMarkup | ForceReply | None
         try:
             markup = keyboard_for(reply.options)
         except ValueError as exc:
             log.warning("telegram_options_as_text", reason=str(exc))
             markup, text = None, render_text(reply)
+        if markup is None and not reply.options and reply.purpose == self._force_reply_purpose:
+            from telegram import ForceReply
+
+            markup = ForceReply()
         parts = split_text(text)
         if not parts and markup is not None:
             # Telegram refuses an empty text; the options still have to reach the patient.
@@ -244,8 +274,17 @@ class TelegramChannel:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a SendError
             raise self._send_error(exc) from None
 
+    async def username(self) -> str | None:
+        """The bot's @username (from the one ``getMe``), for ``t.me`` links."""
+        try:
+            bot = await self._ready()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a SendError
+            raise self._send_error(exc) from None
+        name = bot.username
+        return name if isinstance(name, str) and name else None
+
     async def set_webhook(self, url: str, *, drop_pending_updates: bool = False) -> bool:
-        """Point Telegram at ``url`` (our ``/webhooks/telegram``) with the secret token."""
+        """Point Telegram at ``url`` (the bot's webhook path) with the secret token."""
         try:
             bot = await self._ready()
             return await bot.set_webhook(
@@ -318,9 +357,7 @@ class TelegramChannel:
             # "Chat not found" and every other 400 fails the same way when tried again.
             return SendError(f"Telegram 400: {message}", retryable=False)
         if isinstance(exc, InvalidToken):
-            return SendError(
-                "Telegram rejected TELEMED_TELEGRAM_BOT_TOKEN (401/404)", retryable=False
-            )
+            return SendError(f"Telegram rejected {self._token_setting} (401/404)", retryable=False)
         if isinstance(exc, ChatMigrated):
             return SendError(
                 f"Telegram: the group moved to chat {exc.new_chat_id}", retryable=False
@@ -345,11 +382,15 @@ def _retry_after_seconds(exc: Any) -> float:
     return max(0.0, seconds)
 
 
-def build_telegram_channel(settings: Settings) -> TelegramChannel | None:
-    """The channel, or None when ``TELEMED_TELEGRAM_BOT_TOKEN`` is unset (channel off)."""
-    if not settings.telegram_bot_token:
+def build_telegram_channel(
+    settings: Settings, bot: BotConfig | None = None
+) -> TelegramChannel | None:
+    """The channel of ``bot`` (default: the patients' bot), or None when its
+    token (``TELEMED_TELEGRAM_BOT_TOKEN``) is unset (channel off)."""
+    bot = bot if bot is not None else patient_bot(settings)
+    if not bot.token:
         return None
-    return TelegramChannel(settings)
+    return TelegramChannel(settings, bot)
 
 
 # -- receiving -----------------------------------------------------------------
@@ -531,6 +572,9 @@ def _from_message(update_id: int, message: Message, *, private_only: bool) -> Pa
     text = text or caption
     if text.startswith("/") and (words := text[1:].split(maxsplit=1)):
         raw["command"] = words[0].split("@", 1)[0].lower()  # "/start@clinic_bot" -> "start"
+    replied_to = message.reply_to_message
+    if replied_to is not None and type(replied_to.message_id) is int:
+        raw["reply_to_message_id"] = replied_to.message_id  # an answer to that message
     media = _media_of(message)
 
     if message.sticker is not None:
@@ -684,8 +728,10 @@ def telegram_router(
     *,
     on_blocked: OnBlocked | None = None,
     private_only: bool = True,
+    bot: BotConfig | None = None,
 ) -> APIRouter:
-    """``POST /webhooks/telegram``.
+    """``POST /webhooks/telegram`` (or ``bot.path`` of another bot, whose
+    messages then carry ``bot.channel``).
 
     Answers: 404 when the channel is off; 403 when the secret token is set and
     the header is missing or wrong (nothing else happens); 413 over 1 MiB;
@@ -702,12 +748,13 @@ def telegram_router(
     from starlette.requests import ClientDisconnect
 
     router = APIRouter()
-    token = settings.telegram_bot_token
-    secret = settings.telegram_webhook_secret
+    bot = bot if bot is not None else patient_bot(settings)
+    token, secret = bot.token, bot.webhook_secret
     if token and not secret:
         log.warning(
             "telegram_webhook_unauthenticated",
-            reason="TELEMED_TELEGRAM_WEBHOOK_SECRET unset: anyone who knows the URL can post",
+            path=bot.path,
+            reason=f"{bot.secret_setting} unset: anyone who knows the URL can post",
         )
 
     def refuse(status: int, reason: str) -> JSONResponse:
@@ -715,7 +762,7 @@ def telegram_router(
 
     async def telegram_webhook(request: Request) -> JSONResponse:
         if not token:
-            return refuse(404, "the Telegram channel is off (TELEMED_TELEGRAM_BOT_TOKEN unset)")
+            return refuse(404, f"the Telegram channel is off ({bot.token_setting} unset)")
         if secret and not _secret_ok(request.headers.get(SECRET_HEADER), secret):
             return refuse(403, f"missing or wrong {SECRET_HEADER}")
 
@@ -745,7 +792,10 @@ def telegram_router(
 
         try:
             if parsed.message is not None:
-                await handle(parsed.message)
+                message = parsed.message
+                if message.channel != bot.channel:
+                    message = replace(message, channel=bot.channel)
+                await handle(message)
             if parsed.blocked_chat is not None and on_blocked is not None:
                 await on_blocked(parsed.blocked_chat)
         except Exception as exc:  # noqa: BLE001 - Telegram retries a 503; a 500 is a bug
@@ -767,7 +817,7 @@ def telegram_router(
     # could not resolve the names: hand it the classes themselves.
     telegram_webhook.__annotations__ = {"request": Request, "return": JSONResponse}
     router.add_api_route(
-        WEBHOOK_PATH,
+        bot.path,
         telegram_webhook,
         methods=["POST"],
         response_model=None,

@@ -361,7 +361,9 @@ class FakeTelegram:
             "from": self._bot_user(),
             "text": text,
         }
-        if markup:
+        if markup and markup.get("inline_keyboard"):
+            # As Telegram: a message carries only an inline keyboard back, never a
+            # ForceReply or reply keyboard (PTB would read those as inline keyboards).
             message["reply_markup"] = markup
         with self._lock:
             self._messages[(chat_id, message["message_id"])] = message
