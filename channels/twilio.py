@@ -311,7 +311,7 @@ def _sid(params: ImmutableMultiDict[str, str], *names: str) -> str:
 
 
 def _optional(params: ImmutableMultiDict[str, str], name: str) -> str | None:
-    value = params.get(name, "").strip()
+    value = params.get(name, "").replace("\x00", "").strip()
     return value or None
 
 
@@ -375,7 +375,8 @@ def parse_inbound(
     return InboundMessage(
         channel=channel,
         address=address,
-        text=params.get("Body", ""),
+        # PostgreSQL cannot store NUL in text; "%00" in a body would fail the insert.
+        text=params.get("Body", "").replace("\x00", ""),
         provider_message_id=sid,
         media=_media(params),
         location=_location(params),

@@ -15,10 +15,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import intake
-from core.i18n import format_clock, format_when, normalize_language, t
+from core import intake, video
+from core.i18n import format_when, normalize_language, t
 from core.messages import Option, Reply
-from core.models import ChannelIdentity, Clinic, IntakeResponse, Notification, Practitioner
+from core.models import (
+    ChannelIdentity,
+    Clinic,
+    IntakeResponse,
+    Notification,
+    Practitioner,
+    VideoLink,
+)
 
 ACTIVE = ("booked", "confirmed")
 
@@ -98,12 +105,18 @@ def render(session: Session, payload: dict[str, Any], now: datetime) -> Reply | 
     elif n.kind == "video_link":
         if appointment is None or appointment.status not in ACTIVE or appointment.end_at <= now:
             return None
-        text = t(
+        link_id = n.data.get("video_link_id")
+        if link_id is not None:
+            link = session.get(VideoLink, int(link_id))
+            if link is None or link.revoked_at is not None:
+                return None  # revoked meanwhile: a dead link helps nobody
+        text = video.link_text(
             lang,
-            "reminder.video_link",
-            **values,
-            time=format_clock(appointment.start_at, lang, tz),
-            link=str(n.data.get("link", "")),
+            tz,
+            appointment,
+            str(n.data.get("link", "")),
+            now,
+            int(n.data.get("early_minutes", video.EARLY_MINUTES)),
         )
     elif n.kind == "no_show":
         if appointment is None:

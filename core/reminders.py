@@ -53,8 +53,9 @@ from core.models import (
     Patient,
     table_of,
 )
+from core.scheduling import AppointmentNotFound, InvalidTransition
 from core.settings import Settings, parse_offsets, parse_quiet_hours
-from core.video import visit_link
+from core.video import links_for, notification_data
 
 log = get_logger(__name__)
 
@@ -80,8 +81,10 @@ class Policy:
     per_day: int
     risk_offsets: tuple[timedelta, ...]
     no_show_grace: timedelta
-    video_base_url: str
+    # The video link: its address and signature, and when it opens (core.video).
+    public_url: str
     secret: str
+    video_early_minutes: int
 
     @classmethod
     def of(cls, settings: Settings, clinic: Clinic | None = None) -> Policy:
@@ -116,8 +119,9 @@ class Policy:
                 if c and c.no_show_grace_minutes
                 else settings.no_show_grace_minutes
             ),
-            video_base_url=settings.jitsi_base_url,
+            public_url=settings.public_url,
             secret=settings.secret_key,
+            video_early_minutes=settings.video_early_minutes,
         )
 
 
@@ -319,6 +323,10 @@ def plan_appointments(
     identities = recipients(session, patient_ids)
     risky = _patients_with_no_shows(session, patient_ids, now)
     per_day = _reminders_per_day(session, patient_ids, now)
+    # Each video visit's patient link, created here so the notification can name it.
+    video_links = links_for(
+        session, [row.id for row in appointments if row.visit_type == "video"], "patient", now
+    )
     rows: list[dict[str, Any]] = []
     for row in appointments:
         (
@@ -400,11 +408,12 @@ def plan_appointments(
                     "expires_at": None,
                     "status": "planned",
                     "reason": None,
-                    "data": {
-                        "link": visit_link(
-                            appointment_id, base_url=policy.video_base_url, secret=policy.secret
-                        )
-                    },
+                    "data": notification_data(
+                        video_links[appointment_id],
+                        public_url=policy.public_url,
+                        secret=policy.secret,
+                        early_minutes=policy.video_early_minutes,
+                    ),
                 }
             )
     insert_notifications(session, rows)
@@ -598,32 +607,77 @@ def mark_no_shows(
     identities = recipients(session, {x.patient_id for x in missed})
     rows = []
     for appointment in missed:
-        appointment.status = "no_show"
-        appointment.updated_at = now
-        target = address_for(identities.get(appointment.patient_id, []), appointment.channel)
-        if target is None:
-            continue
-        policy = policy_for(appointment.clinic_id)
-        patient = appointment.patient
-        zone = ZoneInfo(patient.timezone or appointment.practitioner.clinic.timezone or "UTC")
-        due = out_of_quiet(now, zone, policy.quiet)
-        rows.append(
-            planned_row(
-                kind="no_show",
-                dedupe_key=f"no_show:{appointment.id}",
-                appointment_id=appointment.id,
-                patient_id=appointment.patient_id,
-                channel=target[0],
-                address=target[1],
-                due_at=due,
-                send_by=due + timedelta(hours=12),
-                expires_at=due + NO_SHOW_ANSWERABLE,
-                created_at=now,
-            )
+        row = _no_show(
+            appointment,
+            identities.get(appointment.patient_id, []),
+            policy_for(appointment.clinic_id),
+            now,
         )
+        if row is not None:
+            rows.append(row)
     session.flush()
     insert_notifications(session, rows)
     return len(missed)
+
+
+def _no_show(
+    appointment: Appointment, identities: Sequence[ChannelIdentity], policy: Policy, now: datetime
+) -> dict[str, Any] | None:
+    """Marks one visit ``no_show``; returns its follow-up row to plan (None:
+    no way to reach the patient)."""
+    appointment.status = "no_show"
+    appointment.updated_at = now
+    target = address_for(identities, appointment.channel)
+    if target is None:
+        return None
+    patient = appointment.patient
+    zone = ZoneInfo(patient.timezone or appointment.practitioner.clinic.timezone or "UTC")
+    due = out_of_quiet(now, zone, policy.quiet)
+    return planned_row(
+        kind="no_show",
+        dedupe_key=f"no_show:{appointment.id}",
+        appointment_id=appointment.id,
+        patient_id=appointment.patient_id,
+        channel=target[0],
+        address=target[1],
+        due_at=due,
+        send_by=due + timedelta(hours=12),
+        expires_at=due + NO_SHOW_ANSWERABLE,
+        created_at=now,
+    )
+
+
+def mark_no_show(
+    session: Session, appointment_id: int, policy_for: Callable[[int], Policy], now: datetime
+) -> Appointment:
+    """Staff mark one visit a no-show (the dashboard) before the tick would:
+    the same change and the same follow-up. Only a booked visit that has
+    started and nobody checked in; else ``InvalidTransition`` with the reason."""
+    appointment = session.scalars(
+        select(Appointment)
+        .where(Appointment.id == appointment_id)
+        .with_for_update(of=Appointment)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if appointment is None:
+        raise AppointmentNotFound(f"no appointment {appointment_id}")
+    if appointment.status not in BOOKED:
+        raise InvalidTransition(f"appointment {appointment.id} is {appointment.status}")
+    if appointment.checked_in_at is not None:
+        raise InvalidTransition(
+            f"the patient of appointment {appointment.id} checked in: complete it instead"
+        )
+    if appointment.start_at > now:
+        raise InvalidTransition(f"appointment {appointment.id} has not started yet")
+    row = _no_show(
+        appointment,
+        recipients(session, [appointment.patient_id]).get(appointment.patient_id, []),
+        policy_for(appointment.clinic_id),
+        now,
+    )
+    session.flush()
+    insert_notifications(session, [row] if row is not None else [])
+    return appointment
 
 
 def policies(session: Session, settings: Settings) -> Callable[[int], Policy]:

@@ -35,10 +35,11 @@ from core.patients import (
     touch_identity,
 )
 from core.settings import Settings
-from flows import emergency, intake, prompts, registry, state
+from flows import ask_doctor, emergency, intake, prompts, registry, state
 from flows.context import END, Ctx, Outcome, fold, match_option
 from flows.prescriptions import asks_for_prescriptions
 from flows.state import ConversationState
+from flows.video import asks_for_video_link
 from flows.waitlist import asks_for_waitlist
 
 log = logging.getLogger("telemed.flows")
@@ -194,6 +195,7 @@ class FlowEngine:
         # emergency is answered even from an opted-out or rate-limited number.
         flags = detect_red_flags(text)
         if flags:
+            ask_doctor.keep_urgent(ctx, inbound_id)  # a question for the doctor is kept too
             return emergency.interrupt(ctx, flags, inbound_id)
 
         consent = self._consent(ctx, folded)
@@ -211,6 +213,10 @@ class FlowEngine:
             answered = prompts.answer(ctx, text)
             if answered is not None:
                 return self._apply(ctx, conversation.step or prompts.STEP, answered)
+            # Free text right after the doctor's answer continues the question thread.
+            followed = ask_doctor.follow_up(ctx, text)
+            if followed is not None:
+                return self._apply(ctx, ask_doctor.START, followed)
 
         if conversation.step and self._timed_out(conversation, now):
             conversation.data = {"resume": [conversation.step, conversation.data]}
@@ -249,12 +255,18 @@ class FlowEngine:
         such as "tomorrow at 3" stays with the current step."""
         if not text:
             return None if only_commands else self._enter(ctx, "menu.main", None)
+        if ask_doctor.asks(ctx, text):  # "question for Dr Ruiz: ...", "reply to the doctor"
+            ctx.conversation.data = {"request": text}
+            return self._enter(ctx, ask_doctor.START, None)
         if asks_for_waitlist(text):
             ctx.conversation.data = {"request": text}
             return self._enter(ctx, "waitlist.join", None)
         if asks_for_prescriptions(text):
             ctx.conversation.data = {}
             return self._enter(ctx, "rx.pick", None)
+        if asks_for_video_link(text):  # "link": the video visit's link, now
+            ctx.conversation.data = {}
+            return self._enter(ctx, "video.link", None)
         intent = classify_intent(text, ctx.lang)
         if intent == "opt_out":
             intent = "cancel"  # only a lone CANCEL off SMS gets here (see _consent)

@@ -13,6 +13,7 @@ MENU_TARGETS = {
     "mine": "appointments.list",
     "reschedule": "reschedule.pick",
     "cancel": "cancel.pick",
+    "ask": "ask.start",
     "language": "menu.language",
 }
 
@@ -26,6 +27,7 @@ class MainMenu:
             Option(ctx.t("menu.mine"), "mine"),
             Option(ctx.t("menu.reschedule"), "reschedule"),
             Option(ctx.t("menu.cancel"), "cancel"),
+            Option(ctx.t("ask.menu"), "ask"),
             Option(ctx.t("menu.language"), "language"),
         ]
         return [ctx.ask(with_notice(notice, ctx.t("menu.prompt", clinic=ctx.clinic.name)), options)]

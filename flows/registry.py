@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flows import (
+    ask_doctor,
     booking,
     emergency,
     intake,
@@ -11,6 +12,7 @@ from flows import (
     prescriptions,
     prompts,
     verify,
+    video,
     waitlist,
 )
 from flows.context import Ctx, Step
@@ -46,6 +48,12 @@ STEPS: dict[str, Step] = {
         intake.Offer(),
         intake.Question(),
         intake.SameDay(),
+        ask_doctor.Start(),
+        ask_doctor.Who(),
+        ask_doctor.Question(),
+        ask_doctor.AskName(),
+        ask_doctor.AskDob(),
+        video.SendLink(),
     )
 }
 

@@ -220,3 +220,13 @@ def test_full_booking_over_whatsapp_in_english(app: TestClient, fake_twilio: Fak
     assert "date of birth" in tom.say("Tom Baker")
     assert "Shall I book it?" in tom.say("1 Feb 1960")
     assert "Booked: Dr David Chen, Fri 17 Apr" in tom.say("yes by video")
+
+
+def test_a_nul_character_in_a_body_is_dropped_not_a_500(
+    app: TestClient, fake_twilio: FakeTwilio, db: Database
+) -> None:
+    # PostgreSQL refuses NUL in text columns; a body with "%00" must still be stored.
+    ana = Patient(app, fake_twilio, "sms", "+15555550124")
+    assert "1. Book a visit" in ana.say("hi\x00 there")
+    with db.transaction() as session:
+        assert session.scalars(select(InboundLog.body)).all() == ["hi there"]

@@ -74,7 +74,7 @@ def test_a_video_visit_gets_its_link_ten_minutes_before(clinic: Clinic) -> None:
     links = [(when.strftime("%H:%M"), text) for when, _a, text in sent if "Join here" in text]
     assert len(links) == 1
     assert links[0][0] == "14:50"
-    assert "https://meet.jit.si/telemed-" in links[0][1]
+    assert "http://127.0.0.1:8000/v/" in links[0][1]  # the patient's own page (core.video)
     assert any("by video" in text for _w, _a, text in sent)  # the 2h reminder says so
 
 
