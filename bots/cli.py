@@ -775,17 +775,14 @@ def alerts(
 @alerts_app.command("ack")
 def ack(alert_id: Annotated[int, typer.Argument(help="The alert's id.", min=1)]) -> None:
     """Mark an alert as seen and handled."""
+    from core import alerts
     from core.clock import SystemClock
-    from core.models import Alert
 
     settings = _settings()
     db = _database(settings)
     with db.transaction() as session:
-        alert = session.get(Alert, alert_id) if alert_id < 2**31 else None
-        if alert is None:
+        if alerts.acknowledge(session, alert_id, now=SystemClock().now()) is None:
             raise CliError(f"no alert {alert_id}")
-        if alert.status != "acknowledged":
-            alert.status, alert.acknowledged_at = "acknowledged", SystemClock().now()
     print(f"Alert #{alert_id}: acknowledged")
 
 

@@ -54,17 +54,26 @@ def entries(
     session: Session,
     *,
     user_id: int | None = None,
+    user_email: str | None = None,
     patient_id: int | None = None,
     action: str | None = None,
     entity: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 200,
+    offset: int = 0,
 ) -> list[AuditEntry]:
-    """Newest first, filtered."""
-    query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
+    """Newest first, filtered; ``offset`` skips that many (pages)."""
+    query = (
+        select(AuditEntry)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     if user_id is not None:
         query = query.where(AuditEntry.user_id == user_id)
+    if user_email:
+        query = query.where(AuditEntry.user_email == user_email)
     if patient_id is not None:
         query = query.where(AuditEntry.patient_id == patient_id)
     if action:
