@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,10 +104,17 @@ class Live:
         return self.site.clock
 
     def dispatch(self) -> int:
-        total = 0
-        while claimed := asyncio.run(self.dispatcher.run_once(limit=500)):
-            total += claimed
-        return total
+        """Send what is queued; in a thread of its own, since Playwright's sync
+        API keeps an event loop running in this one."""
+
+        def drain() -> int:
+            total = 0
+            while claimed := asyncio.run(self.dispatcher.run_once(limit=500)):
+                total += claimed
+            return total
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(drain).result(timeout=60)
 
     def sms_to(self, number: str) -> list[str]:
         return [m["Body"] for m in self.fake.messages if m.get("To") == number]
