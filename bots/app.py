@@ -19,14 +19,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from bots.dispatcher import Dispatcher
-from bots.doctor_bot import doctor_bot_router
+from bots.doctor_bot import doctor_bot_config, doctor_bot_router
+from bots.media import media_router
 from bots.ratelimit import RateLimits
 from channels.base import Channel
 from core import migrate
 from core.clock import Clock, SystemClock
 from core.db import Database
 from core.settings import Settings, load_settings
-from web import api
+from web import api, api_appointments, api_availability, api_patients, api_questions
 from web.auth import install as install_auth
 from web.availability import availability_router
 from web.dashboard import dashboard_router
@@ -81,6 +82,12 @@ def channel_status(settings: Settings) -> list[tuple[str, bool, str]]:
         status.append(
             ("telegram", True, f"webhook {settings.public_url}/webhooks/telegram{secret}")
         )
+    doctors = doctor_bot_config(settings)
+    if not doctors.token:
+        status.append(("doctor bot", False, f"{doctors.token_setting} unset"))
+    else:
+        secret = "" if doctors.webhook_secret else f"; {doctors.secret_setting} unset!"
+        status.append(("doctor bot", True, f"webhook {settings.public_url}{doctors.path}{secret}"))
     return status
 
 
@@ -99,6 +106,9 @@ def build_senders(settings: Settings) -> dict[str, Channel]:
     telegram = build_telegram_channel(settings)
     if telegram is not None:
         senders["telegram"] = telegram
+    doctors = build_telegram_channel(settings, doctor_bot_config(settings))
+    if doctors is not None:
+        senders[doctors.name] = doctors  # "doctor_telegram": the doctors' own bot
     return senders
 
 
@@ -256,6 +266,10 @@ def create_app(
         return Health(status="ok")
 
     app.include_router(api.router, prefix="/api/v1")
+    app.include_router(api_appointments.router, prefix="/api/v1")
+    app.include_router(api_patients.router, prefix="/api/v1")
+    app.include_router(api_availability.router, prefix="/api/v1")
+    app.include_router(api_questions.router, prefix="/api/v1")
     app.include_router(metrics_router(database, the_clock))
     app.include_router(prescriptions_router(database, the_clock, settings), prefix="/api/v1")
     app.include_router(pharmacy_router(database, the_clock, settings))
@@ -266,6 +280,7 @@ def create_app(
     app.include_router(prescribe_router(auth))
     app.include_router(video_router(auth))
     app.include_router(doctor_bot_router(auth))
+    app.include_router(media_router(auth, build_senders(settings) if senders is None else senders))
     _mount_webhooks(app, settings, database, the_clock)
     return app
 

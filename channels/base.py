@@ -47,3 +47,41 @@ class Channel(Protocol):
     async def send(self, address: str, reply: Reply) -> str | None:
         """Deliver ``reply`` to ``address``; return the provider's message id, if any."""
         ...
+
+
+# -- media the patients attach -------------------------------------------------
+
+
+class MediaError(Exception):
+    """Media that could not be fetched from the provider. The message is short
+    and safe to show a user: never a URL (Telegram's file URLs hold the bot
+    token), a credential or message text."""
+
+
+class MediaRefused(MediaError):
+    """The reference is not one this channel fetches (a URL on a host that is
+    not the provider's, a malformed file id): no request was made."""
+
+
+class MediaTooLarge(MediaError):
+    """The media is over the size the caller accepts; the rest was not read."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"the attachment is larger than {max_bytes // (1024 * 1024)} MB")
+        self.max_bytes = max_bytes
+
+
+class MediaUnavailable(MediaError):
+    """The provider answered with an error, or not in time."""
+
+
+@runtime_checkable
+class MediaSource(Protocol):
+    """A channel that can fetch the media patients send through it (a Twilio
+    media URL, a Telegram file id), with the provider's credentials."""
+
+    name: str
+
+    async def fetch_media(self, reference: str, max_bytes: int) -> tuple[str, bytes]:
+        """``(content type the provider gave, bytes)``; raises ``MediaError``."""
+        ...

@@ -46,8 +46,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from channels.base import SendError
+from channels import media as media_http
+from channels.base import MediaError, MediaRefused, MediaTooLarge, MediaUnavailable, SendError
 from channels.render import render_text
 from core.logs import get_logger
 from core.messages import InboundMessage, Location, Media, Option, Reply
@@ -73,6 +75,8 @@ Handle = Callable[[InboundMessage], Awaitable[None]]
 OnBlocked = Callable[[str], Awaitable[None]]
 
 _CHAT_ID = re.compile(r"^-?\d{1,20}$")
+# Bot API file ids are URL-safe base64; anything else was not stored by this channel.
+_FILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,7 @@ class TelegramChannel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
         self._initialized = False
+        self.media_timeout_s = media_http.MEDIA_TIMEOUT_S
 
     async def send(self, address: str, reply: Reply) -> str:
         chat_id = _chat_id(address)
@@ -302,6 +307,60 @@ class TelegramChannel:
             return await bot.delete_webhook()
         except Exception as exc:  # noqa: BLE001 - every failure becomes a SendError
             raise self._send_error(exc) from None
+
+    async def fetch_media(self, reference: str, max_bytes: int) -> tuple[str, bytes]:
+        """The file behind a ``file_id`` the patient sent: ``getFile``, then a
+        download from the Bot API's file URL (which holds the token: it never
+        appears in an error). Telegram gives no content type; the caller has
+        the one stored with the message."""
+        if not _FILE_ID.match(reference):
+            raise MediaRefused("not a Telegram file id")
+        wait = self.media_timeout_s
+        try:
+            bot = await self._ready()
+            found = await bot.get_file(
+                reference, read_timeout=wait, connect_timeout=wait, pool_timeout=wait
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a MediaError
+            raise self._media_error(exc) from None
+        if type(found.file_size) is int and found.file_size > max_bytes:
+            raise MediaTooLarge(max_bytes)
+        # PTB prefixes a relative file_path with base_file_url, and leaves a
+        # path that names a file on this machine as it is (local Bot API
+        # servers): only the former is downloaded.
+        prefix = f"{bot.base_file_url}/"
+        path = found.file_path
+        if not isinstance(path, str) or not path.startswith(prefix):
+            raise MediaUnavailable("Telegram gave no file to download")
+        relative = path[len(prefix) :]
+        if not relative or ".." in relative.split("/") or "?" in relative or "#" in relative:
+            raise MediaUnavailable("Telegram gave no file to download")
+        url = prefix + quote(relative, safe="/")
+        try:
+            async with (
+                media_http.client(self.media_timeout_s) as http,
+                http.stream("GET", url) as response,
+            ):
+                if response.status_code != 200:
+                    raise MediaUnavailable(f"Telegram answered HTTP {response.status_code}")
+                body = await media_http.read_capped(response, max_bytes)
+                return media_http.content_type(response), body
+        except MediaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every transport failure is "unavailable"
+            raise media_http.network_error("Telegram", exc) from None
+
+    def _media_error(self, exc: Exception) -> MediaError:
+        from telegram.error import BadRequest, TelegramError, TimedOut
+
+        if isinstance(exc, TimedOut):
+            return MediaUnavailable("Telegram did not answer in time")
+        if isinstance(exc, BadRequest):  # "wrong file_id", "file is too big"
+            message = str(exc).replace(self._token, "<token>")[:120]
+            return MediaUnavailable(f"Telegram refused the file: {message}")
+        if isinstance(exc, TelegramError):
+            return MediaUnavailable(f"Telegram error ({type(exc).__name__})")
+        return MediaUnavailable(f"Telegram could not be reached ({type(exc).__name__})")
 
     async def aclose(self) -> None:
         """Close the HTTP pool (call it from the loop the channel sent in)."""

@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -31,7 +31,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from channels.base import SendError
+from channels import media as media_http
+from channels.base import MediaError, MediaRefused, MediaUnavailable, SendError
 from channels.render import render_text
 from channels.sms import MAX_BODY_CHARS, split_for_sms, to_gsm7_friendly, truncate_on_boundary
 from core.messages import InboundMessage, Location, Media, Reply
@@ -51,6 +52,15 @@ MAX_WEBHOOK_BYTES = 256 * 1024  # a real webhook is a few KiB
 MAX_FIELDS = 500
 MAX_MEDIA = 20  # Twilio sends at most 10
 HTTP_TIMEOUT_S = 10.0
+
+# Inbound media: ``MediaUrl{N}`` is /2010-04-01/Accounts/AC.../Messages/MM.../Media/ME...
+_MEDIA_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Messages/(?:MM|SM)[0-9a-fA-F]{32}"
+    r"/Media/ME[0-9a-fA-F]{32}$"
+)
+MEDIA_REDIRECTS = 3
+# Where Twilio's media URLs redirect to (a signed, short-lived CDN URL).
+MEDIA_REDIRECT_DOMAINS = ("twilio.com", "twiliocdn.com", "amazonaws.com")
 
 # Twilio error codes (https://www.twilio.com/docs/api/errors).
 OPTED_OUT = 21610  # the recipient replied STOP
@@ -147,6 +157,7 @@ class TwilioChannel:
         self.settings = settings
         self.client = client if client is not None else make_client(settings)
         self.status_callback = settings.public_url + STATUS_PATH
+        self.media_timeout_s = media_http.MEDIA_TIMEOUT_S
         sender = settings.twilio_sms_from if name == "sms" else settings.twilio_whatsapp_from
         self._sender: dict[str, str] = {}
         if sender:
@@ -204,6 +215,79 @@ class TwilioChannel:
         if not message.sid:
             raise SendError("twilio answered without a message sid", retryable=True)
         return str(message.sid)
+
+    async def fetch_media(self, reference: str, max_bytes: int) -> tuple[str, bytes]:
+        """The bytes behind an inbound ``MediaUrl``, fetched with HTTP Basic auth
+        (account SID and auth token), which Twilio enforces on media URLs.
+
+        The credentials go only to a media resource of this account on the
+        configured API host or on twilio.com; any other URL is refused without
+        a request (a stored URL must not turn the dashboard into a proxy to
+        anywhere, nor hand the token to a stranger). Twilio answers a media URL
+        with a redirect to a short-lived CDN URL: each hop is checked and
+        fetched without the credentials.
+        """
+        if not self._credentialed(reference):
+            raise MediaRefused("the attachment's address is not a Twilio media URL of this account")
+        url = reference
+        auth: tuple[str, str] | None = (
+            self.settings.twilio_account_sid or "",
+            self.settings.twilio_auth_token or "",
+        )
+        try:
+            async with media_http.client(self.media_timeout_s) as http:
+                for _ in range(MEDIA_REDIRECTS + 1):
+                    request = http.build_request("GET", url)
+                    response = await http.send(request, stream=True, auth=auth)
+                    try:
+                        if response.status_code in media_http.REDIRECTS:
+                            location = response.headers.get("location", "")
+                            target = urljoin(url, location)
+                            if not location or not self._redirect_ok(target):
+                                raise MediaUnavailable("Twilio redirected to an unexpected host")
+                            url, auth = target, None  # the CDN URL is signed itself
+                            continue
+                        if response.status_code != 200:
+                            raise MediaUnavailable(f"Twilio answered HTTP {response.status_code}")
+                        body = await media_http.read_capped(response, max_bytes)
+                        return media_http.content_type(response), body
+                    finally:
+                        await response.aclose()
+        except MediaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every transport failure is "unavailable"
+            raise media_http.network_error("Twilio", exc) from None
+        raise MediaUnavailable("Twilio redirected too many times")
+
+    def _credentialed(self, url: str) -> bool:
+        """A media resource of this account, on the configured API host or twilio.com."""
+        where = media_http.origin(url)
+        if where is None:
+            return False
+        configured = where == media_http.origin(self.settings.twilio_api_base_url)
+        on_twilio = where[0] == "https" and where[2] == 443 and _on(where[1], "twilio.com")
+        if not (configured or on_twilio):
+            return False
+        parts = urlsplit(url)
+        found = _MEDIA_PATH.match(parts.path)
+        return (
+            found is not None
+            and not parts.query
+            and not parts.fragment
+            and found.group(1) == self.settings.twilio_account_sid
+        )
+
+    def _redirect_ok(self, url: str) -> bool:
+        where = media_http.origin(url)
+        if where is None:
+            return False
+        if where == media_http.origin(self.settings.twilio_api_base_url):
+            return True
+        return where[0] == "https" and any(_on(where[1], d) for d in MEDIA_REDIRECT_DOMAINS)
+
+
+def _on(host: str, domain: str) -> bool:
+    return host == domain or host.endswith("." + domain)
 
 
 def build_twilio_channels(settings: Settings) -> dict[str, TwilioChannel]:

@@ -4,9 +4,12 @@ its reply box, and closing a thread.
 - ``GET /dashboard/inbox?status=open|answered|closed|all``: a doctor sees
   their practitioner's threads, staff and admins all of them (the triage
   queue too); late threads first and highlighted.
-- ``GET /dashboard/inbox/{id}``: the messages, the patient's photos (only
-  from https or this site: never another scheme), the patient in brief and a
-  reply form. HTMX posts it and swaps the thread in place; without
+- ``GET /dashboard/inbox/{id}``: the messages, the patient's photos, the
+  patient in brief and a reply form. Photos and attachments load through the
+  media proxy (``/dashboard/media/{message id}/{index}``, bots.media), never
+  from the provider's URL: that needs the provider's credentials, the page's
+  CSP allows images from this site only, and a third-party image would tell
+  the provider the doctor's address. HTMX posts it and swaps the thread in place; without
   JavaScript it is a normal POST answered with 303 back to the thread.
 - ``POST /dashboard/inbox/{id}/reply`` and ``/close``.
 
@@ -49,10 +52,15 @@ class RowView:
     preview: str
 
 
+# Shown inline (as <img>, and by the media proxy with Content-Disposition:
+# inline); every other type is a download. Never SVG: it can carry script.
+INLINE_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+
 @dataclass(frozen=True)
 class MediaView:
     content_type: str
-    url: str | None  # shown (as <img> for images) only when https or on this site
+    url: str | None  # the media proxy; None when nothing was stored to fetch it by
     is_image: bool
 
 
@@ -75,27 +83,37 @@ def _when(value: datetime, zone: ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%a %d %b %Y, %H:%M")
 
 
-def safe_media_url(value: object) -> str | None:
-    """A URL the page may load: https, or a path on this site. Never
-    ``javascript:``, ``data:`` or a scheme-relative ``//host``."""
-    if not isinstance(value, str):
+def media_path(message_id: int, index: int) -> str:
+    """The media proxy's URL for the ``index``-th attachment of a message."""
+    return f"/dashboard/media/{message_id}/{index}"
+
+
+def media_reference(item: object) -> str | None:
+    """What the provider knows an attachment by: a Twilio media URL, a Telegram file id."""
+    if not isinstance(item, dict):
         return None
-    url = value.strip()
-    if url.lower().startswith("https://") and len(url) > len("https://"):
-        return url
-    if url.startswith("/") and not url.startswith("//") and "\\" not in url:
-        return url
+    for key in ("url", "reference"):
+        value = item.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
     return None
 
 
-def _media_views(media: list[Any]) -> list[MediaView]:
+def media_type(item: object) -> str:
+    """The stored content type, lower case and without parameters ("" if none)."""
+    value = item.get("content_type") if isinstance(item, dict) else None
+    return value.split(";", 1)[0].strip().lower() if isinstance(value, str) else ""
+
+
+def _media_views(message_id: int, media: list[Any]) -> list[MediaView]:
+    # The index is the position in the stored list, as the proxy reads it.
     views = []
-    for item in media or []:
+    for index, item in enumerate(media or []):
         if not isinstance(item, dict):
             continue
-        kind = str(item.get("content_type") or "attachment")
-        url = safe_media_url(item.get("url")) or safe_media_url(item.get("reference"))
-        views.append(MediaView(kind, url, kind.startswith("image/") and url is not None))
+        kind = media_type(item) or "attachment"
+        url = media_path(message_id, index) if media_reference(item) else None
+        views.append(MediaView(kind, url, kind in INLINE_IMAGE_TYPES and url is not None))
     return views
 
 
@@ -131,7 +149,7 @@ def _thread_context(
             who=patient_name if m.author == "patient" else names.get(m.user_id or 0, m.author),
             at=_when(m.created_at, zone),
             body=m.body or "",
-            media=_media_views(m.media),
+            media=_media_views(m.id, m.media),
         )
         for m in thread.messages
     ]

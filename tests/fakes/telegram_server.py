@@ -1,8 +1,9 @@
 """A fake Telegram Bot API on loopback, reached by the real python-telegram-bot.
 
 ``GET``/``POST /bot{token}/{method}`` for getMe, sendMessage,
-answerCallbackQuery, editMessageReplyMarkup, setWebhook, deleteWebhook and
-getWebhookInfo (method names are case-insensitive, as on Telegram). Parameters
+answerCallbackQuery, editMessageReplyMarkup, setWebhook, deleteWebhook,
+getWebhookInfo and getFile (method names are case-insensitive, as on Telegram),
+and ``GET /file/bot{token}/{file_path}`` for the files ``fake.add_file`` stored. Parameters
 are read from the query string and from the body as PTB 22 sends it
 (``application/x-www-form-urlencoded``, strings as they are and every other
 value JSON-encoded: ``reply_markup={"inline_keyboard": ...}``) or as JSON.
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +40,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tests.fakes.server import running, shared
 
@@ -67,6 +69,7 @@ METHODS = {
         "setWebhook",
         "deleteWebhook",
         "getWebhookInfo",
+        "getFile",
     )
 }
 
@@ -105,6 +108,14 @@ class _Failure:
     retry_after: int | None
 
 
+@dataclass
+class _File:
+    data: bytes
+    content_type: str
+    file_path: str
+    file_size: int | None  # what getFile reports (None: left out, as Telegram may)
+
+
 class _BadParams(Exception):
     pass
 
@@ -138,6 +149,8 @@ class FakeTelegram:
         self._blocked: set[str] = set()
         self._messages: dict[tuple[str, int], dict[str, Any]] = {}
         self._ids = itertools.count(1)
+        self._files: dict[str, _File] = {}  # file_id -> file
+        self._downloads: list[str] = []
         self.app = self._build_app()
 
     # -- what tests use -------------------------------------------------------
@@ -175,8 +188,33 @@ class FakeTelegram:
         with self._lock:
             self._blocked.add(str(chat_id))
 
+    def add_file(
+        self,
+        data: bytes,
+        content_type: str = "image/jpeg",
+        *,
+        file_size: int | None = -1,
+        file_path: str | None = None,
+    ) -> str:
+        """Store a file a user sent; returns its file_id. getFile reports
+        ``file_size`` (default: the real size; None leaves it out)."""
+        file_id = "AgACAgQAAxkBAA" + secrets.token_urlsafe(24)
+        with self._lock:
+            path = file_path or f"photos/file_{len(self._files)}.jpg"
+            size = len(data) if file_size == -1 else file_size
+            self._files[file_id] = _File(data, content_type, path, size)
+        return file_id
+
+    @property
+    def downloads(self) -> list[str]:
+        """The file paths downloaded from /file/bot{token}/..., oldest first."""
+        with self._lock:
+            return list(self._downloads)
+
     def clear(self) -> None:
         with self._lock:
+            self._files.clear()
+            self._downloads.clear()
             self._calls.clear()
             self._failures.clear()
             self._blocked.clear()
@@ -320,6 +358,19 @@ class FakeTelegram:
         if method == "deletewebhook":
             self.webhook = {}
             return self._ok(True, "Webhook was deleted")
+        if method == "getfile":
+            with self._lock:
+                found = self._files.get(str(params.get("file_id", "")))
+            if found is None:
+                return self._error(400, "Bad Request: invalid file_id")
+            result: dict[str, Any] = {
+                "file_id": params["file_id"],
+                "file_unique_id": "AQAD" + str(params["file_id"])[-12:],
+                "file_path": found.file_path,
+            }
+            if found.file_size is not None:
+                result["file_size"] = found.file_size
+            return self._ok(result)
         if method == "getwebhookinfo":
             return self._ok(
                 {
@@ -416,6 +467,17 @@ class FakeTelegram:
                 name = METHODS.get(method.lower(), method)
                 self._calls.append(Call(name, params, at, received_at, answer.status_code))
             return answer
+
+        @app.get("/file/bot{token}/{file_path:path}")
+        async def download(token: str, file_path: str) -> Response:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            with self._lock:
+                self._downloads.append(file_path)
+                found = next((f for f in self._files.values() if f.file_path == file_path), None)
+            if token != self.token or found is None:
+                return self._error(404, "Not Found")
+            return Response(found.data, media_type=found.content_type)
 
         return app
 

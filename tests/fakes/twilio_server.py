@@ -1,8 +1,15 @@
 """A fake Twilio REST API on loopback, reached by the real ``twilio`` SDK.
 
-Only ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` is implemented,
+``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` is implemented,
 with HTTP basic auth, Twilio's validation errors for the fields we send, and a
 Message resource in the response shaped like Twilio's so the SDK parses it.
+
+Inbound media: ``fake.add_media(data, "image/jpeg")`` stores a file and returns
+its ``MediaUrl`` (``{base_url}/2010-04-01/Accounts/AC.../Messages/MM.../Media/ME...``).
+A GET of it needs HTTP Basic auth (401 otherwise, as with Twilio's media
+authentication on); with ``fake.media_redirect`` it answers, like Twilio, 307
+to a short-lived URL (``/cdn/...``, no auth) that serves the bytes.
+``fake.media_requests`` records each media request.
 
 Use the ``fake_twilio`` fixture (import it into the test module:
 ``from tests.fakes.twilio_server import fake_twilio  # noqa: F401``) or
@@ -28,7 +35,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from channels.sms import segments
 from tests.fakes.server import running, shared
@@ -61,6 +68,13 @@ def _e164_ok(number: str) -> bool:
 
 
 @dataclass
+class _Media:
+    data: bytes
+    content_type: str
+    chunked: bool  # sent without a Content-Length
+
+
+@dataclass
 class _Failure:
     code: int
     status: int
@@ -79,6 +93,11 @@ class FakeTwilio:
         self._messages: list[dict[str, Any]] = []
         self._requests: list[dict[str, Any]] = []
         self._failures: list[_Failure] = []
+        self._media: dict[str, _Media] = {}  # media path -> file
+        self._cdn: dict[str, str] = {}  # cdn token -> media path
+        self._media_requests: list[dict[str, Any]] = []
+        self.media_redirect = False
+        self.media_delay_s = 0.0  # before answering a media request (timeouts)
         self.app = self._build_app()
 
     # -- what tests use -------------------------------------------------------
@@ -100,12 +119,36 @@ class FakeTwilio:
         with self._lock:
             self._failures.append(_Failure(code, status, times))
 
+    def add_media(
+        self, data: bytes, content_type: str = "image/jpeg", *, chunked: bool = False
+    ) -> str:
+        """Store an inbound media file; returns its MediaUrl as Twilio would send it."""
+        message_sid = "MM" + secrets.token_hex(16)
+        media_sid = "ME" + secrets.token_hex(16)
+        path = (
+            f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{message_sid}/Media/{media_sid}"
+        )
+        with self._lock:
+            self._media[path] = _Media(data, content_type, chunked)
+        return self.base_url + path
+
+    @property
+    def media_requests(self) -> list[dict[str, Any]]:
+        """Each media request: path, whether it carried an Authorization header, status."""
+        with self._lock:
+            return list(self._media_requests)
+
     def clear(self) -> None:
         with self._lock:
             self._messages.clear()
             self._requests.clear()
             self._failures.clear()
+            self._media.clear()
+            self._cdn.clear()
+            self._media_requests.clear()
         self.latency_s = 0.0
+        self.media_redirect = False
+        self.media_delay_s = 0.0
 
     def settings_env(self) -> dict[str, str]:
         """Environment variables that aim the service's Twilio client here."""
@@ -234,7 +277,52 @@ class FakeTwilio:
                 self._messages.append(message)
             return JSONResponse(self._resource(message), status_code=201)
 
+        @app.get("/2010-04-01/Accounts/{account_sid}/Messages/{message_sid}/Media/{media_sid}")
+        async def get_media(account_sid: str, request: Request) -> Response:
+            if self.media_delay_s:
+                await asyncio.sleep(self.media_delay_s)
+            path = request.url.path
+            with self._lock:
+                found = self._media.get(path)
+            answer: Response
+            if not self._authorized(request, account_sid):
+                answer = self.error(20003, 401)
+            elif found is None:
+                answer = self.error(20404, 404, "The requested resource was not found")
+            elif self.media_redirect:
+                token = secrets.token_hex(16)
+                with self._lock:
+                    self._cdn[token] = path
+                answer = RedirectResponse(f"{self.base_url}/cdn/{token}", status_code=307)
+            else:
+                answer = self._media_body(found)
+            self._record_media(request, answer)
+            return answer
+
+        @app.get("/cdn/{token}")
+        async def get_cdn(token: str, request: Request) -> Response:
+            with self._lock:
+                path = self._cdn.get(token)
+                found = self._media.get(path) if path is not None else None
+            answer = self._media_body(found) if found is not None else Response(status_code=403)
+            self._record_media(request, answer)
+            return answer
+
         return app
+
+    def _media_body(self, media: _Media) -> Response:
+        if media.chunked:
+            return StreamingResponse(iter([media.data]), media_type=media.content_type)
+        return Response(media.data, media_type=media.content_type)
+
+    def _record_media(self, request: Request, answer: Response) -> None:
+        record = {
+            "path": request.url.path,
+            "authorization": "authorization" in request.headers,
+            "status": answer.status_code,
+        }
+        with self._lock:
+            self._media_requests.append(record)
 
     def _resource(self, message: dict[str, Any]) -> dict[str, Any]:
         date = format_datetime(message["received_at"], usegmt=False)
