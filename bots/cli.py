@@ -572,6 +572,7 @@ def book(
 
 def _change_appointment(appointment_id: int, action: str) -> None:
     from core import scheduling
+    from core.cancellations import cancel_for_clinic
     from core.clock import SystemClock
 
     settings = _settings()
@@ -584,7 +585,9 @@ def _change_appointment(appointment_id: int, action: str) -> None:
     try:
         with db.transaction() as session:
             if action == "cancel":
-                appointment = scheduling.cancel(session, appointment_id, now=now, reason="staff")
+                appointment = cancel_for_clinic(
+                    session, appointment_id, now=now, default_language=settings.default_language
+                )
             else:
                 appointment = change[action](session, appointment_id, now=now)
             status = appointment.status

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from core import scheduling
+from core.cancellations import cancel_for_clinic
 from core.clock import Clock
 from core.db import Database
 from core.models import Appointment, Patient, Practitioner
@@ -299,13 +300,19 @@ def _change(
     db: Database,
     clock: Clock,
     user: ApiUser,
+    default_language: str = "en",
 ) -> AppointmentOut:
     now = clock.now()
     try:
         with db.transaction() as session:
             _appointment(session, user, appointment_id)
             if action == "cancel":
-                changed = scheduling.cancel(session, appointment_id, now=now, reason="staff")
+                changed = cancel_for_clinic(
+                    session,
+                    appointment_id,
+                    now=now,
+                    default_language=default_language,
+                )
             elif action == "check-in":
                 changed = scheduling.check_in(session, appointment_id, now=now)
             else:
@@ -338,11 +345,12 @@ CHANGE_ERRORS = {
     "/appointments/{appointment_id}/cancel", response_model=AppointmentOut, responses=CHANGE_ERRORS
 )
 def cancel_appointment(
-    appointment_id: IdPath, db: DbDep, clock: ClockDep, user: Caller
+    appointment_id: IdPath, db: DbDep, clock: ClockDep, user: Caller, settings: SettingsDep
 ) -> AppointmentOut:
-    """Cancel for the clinic (reason ``staff``); the freed slot goes to the waitlist.
+    """Cancel for the clinic (reason ``clinic``): the patient is told on the
+    channel they booked on, and the freed slot goes to the waitlist.
     A doctor's token: their own practitioner's appointments only."""
-    return _change("cancel", appointment_id, db, clock, user)
+    return _change("cancel", appointment_id, db, clock, user, settings.default_language)
 
 
 @router.post(

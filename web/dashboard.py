@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from core import alerts, dashboard, metrics, reminders, scheduling
 from core.audit import ACTIONS as AUDIT_ACTIONS
+from core.cancellations import cancel_for_clinic
 from core.dashboard import InputError
 from core.intake import LEVELS
 from core.models import APPOINTMENT_STATUSES, Alert, Appointment, Clinic, Patient
@@ -275,8 +276,8 @@ def dashboard_router(auth: Auth) -> APIRouter:
         "check-in": lambda session, ident, now: scheduling.check_in(session, ident, now=now),
         "complete": lambda session, ident, now: scheduling.complete(session, ident, now=now),
         "no-show": no_show,
-        "cancel": lambda session, ident, now: scheduling.cancel(
-            session, ident, now=now, reason="clinic"
+        "cancel": lambda session, ident, now: cancel_for_clinic(
+            session, ident, now=now, default_language=auth.settings.default_language
         ),
     }
     # One route per button (not /{action}): other pages own other POSTs under
