@@ -2,6 +2,11 @@
 
 SQLite always; PostgreSQL too when TELEMED_TEST_POSTGRES_URL is set (CI sets
 it). Tests that take the ``db`` fixture run once per backend.
+
+Under pytest-xdist (``-n 2``) each worker gets its own databases: SQLite files
+live under the worker's own temporary folder, and PostgreSQL tests use the
+database ``<name>_<worker>`` (say ``test_gw0``) next to the one in the URL,
+created on first use, so one worker's TRUNCATE never wipes another's rows.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from core import migrate
 from core.clock import FixedClock
@@ -33,17 +40,47 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# SQLSTATEs of a CREATE DATABASE that lost a race: another session created the
+# same name first (duplicate_database), or committed the pg_database row as we
+# inserted ours (unique_violation).
+_ALREADY_THERE = {"42P04", "23505"}
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """The URL of this xdist worker's own database, created if missing.
+
+    A leftover from an earlier run is reused: ``pg_migrated`` rebuilds its schema."""
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    quoted = '"' + name.replace('"', '""') + '"'
+    admin = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            found = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not found:
+                try:
+                    conn.execute(text(f"CREATE DATABASE {quoted}"))
+                except DBAPIError as exc:
+                    if getattr(exc.orig, "sqlstate", None) not in _ALREADY_THERE:
+                        raise
+    finally:
+        admin.engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def pg_migrated() -> str | None:
     if not PG_URL:
         return None
-    engine = make_engine(PG_URL)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under xdist only
+    url = _worker_database(PG_URL, worker) if worker else PG_URL
+    engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     migrate.upgrade(engine)
     engine.dispose()
-    return PG_URL
+    return url
 
 
 def _truncate_pg(database: Database) -> None:

@@ -75,7 +75,9 @@ def _install_chromium() -> None:
         )
 
 
-@pytest.fixture(scope="session")
+# Package scope: while open, Playwright keeps an event loop running in this thread,
+# which would break every later test of the process that calls asyncio.run().
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     _install_chromium()
     from playwright.sync_api import sync_playwright

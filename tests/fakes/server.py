@@ -23,8 +23,15 @@ class LoopbackServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        # Idle keep-alive connections stay open for the whole test: with uvicorn's 5 s
+        # default, a client could reuse one just as the server closes it (a lost send).
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", loop="asyncio"
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="asyncio",
+            timeout_keep_alive=600,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
