@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -564,19 +563,6 @@ def test_non_string_is_quiet() -> None:
 def test_an_emergency_deep_in_a_long_message_is_found() -> None:
     text = "hi, about my appointment next week. " * 100 + "also my chest hurts a lot"
     assert "chest_pain" in _fired(text)
-
-
-def test_fast_enough_for_every_inbound_message() -> None:
-    messages = [t for t, _ in EMERGENCIES] + NON_EMERGENCIES
-    for text in messages:  # warm: compile rules, import rapidfuzz, fill the typo cache
-        detect_red_flag_details(text)
-    start = time.perf_counter()
-    for _ in range(4):
-        for text in messages:
-            detect_red_flag_details(text)
-    elapsed = time.perf_counter() - start
-    # Loose bound (CI machines vary): the benchmark prints the real numbers.
-    assert elapsed / (4 * len(messages)) < 0.005
 
 
 def test_cli_understand_json_reports_red_flags(tmp_path: Path) -> None:
