@@ -37,6 +37,7 @@ run: $(VENV)/.installed
 	@echo
 	@echo "In another terminal: .venv/bin/telemed chat --channel sms --from +15555550123"
 	@echo "API: http://$(HOST):$(PORT)/docs   health: http://$(HOST):$(PORT)/readyz"
+	@echo "Dashboard: .venv/bin/telemed users add --email you@clinic.example --role admin, then http://$(HOST):$(PORT)/login"
 	@echo
 	$(BIN)/telemed serve --host $(HOST) --port $(PORT)
 
