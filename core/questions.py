@@ -209,6 +209,55 @@ def add_patient_message(
     return message
 
 
+def ask(
+    session: Session,
+    *,
+    patient_id: int,
+    practitioner_id: int | None,
+    channel: str,
+    address: str,
+    body: str,
+    media: list[dict[str, str]],
+    inbound_id: int | None,
+    now: datetime,
+    settings: Settings,
+    thread: QuestionThread | None = None,
+) -> tuple[QuestionThread, bool]:
+    """A patient's message for the doctor: into ``thread`` when given, else
+    into their active thread when it is with the same practitioner, else a new
+    thread. Returns the thread and whether the message joined an existing one."""
+    if thread is None:
+        current = active_thread(session, patient_id=patient_id, now=now)
+        if current is not None and current.practitioner_id == practitioner_id:
+            thread = current
+    if thread is not None:
+        add_patient_message(
+            session,
+            thread,
+            body=body,
+            media=media,
+            inbound_id=inbound_id,
+            channel=channel,
+            address=address,
+            now=now,
+            settings=settings,
+        )
+        return thread, True
+    opened = open_thread(
+        session,
+        patient_id=patient_id,
+        practitioner_id=practitioner_id,
+        channel=channel,
+        address=address,
+        body=body,
+        media=media,
+        inbound_id=inbound_id,
+        now=now,
+        settings=settings,
+    )
+    return opened, False
+
+
 def active_thread(session: Session, *, patient_id: int, now: datetime) -> QuestionThread | None:
     """The patient's current thread: open, or answered within ACTIVE_FOR."""
     return session.scalars(

@@ -303,35 +303,19 @@ def _send(ctx: Ctx) -> Outcome:
     media = list(ctx.data.get("media") or [])
     inbound = ctx.data.get("inbound_id")
     inbound_id = inbound if isinstance(inbound, int) else None
-    thread = questions.active_thread(ctx.session, patient_id=patient.id, now=ctx.now)
-    key = "ask.sent"
-    if thread is not None and thread.practitioner_id == practitioner_id:
-        key = "ask.added"
-        questions.add_patient_message(
-            ctx.session,
-            thread,
-            body=body,
-            media=media,
-            inbound_id=inbound_id,
-            channel=msg.channel,
-            address=msg.address,
-            now=ctx.now,
-            settings=ctx.settings,
-        )
-    else:
-        thread = questions.open_thread(
-            ctx.session,
-            patient_id=patient.id,
-            practitioner_id=practitioner_id,
-            channel=msg.channel,
-            address=msg.address,
-            body=body,
-            media=media,
-            inbound_id=inbound_id,
-            now=ctx.now,
-            settings=ctx.settings,
-        )
-    return _listen(ctx, thread, key)
+    thread, added = questions.ask(
+        ctx.session,
+        patient_id=patient.id,
+        practitioner_id=practitioner_id,
+        channel=msg.channel,
+        address=msg.address,
+        body=body,
+        media=media,
+        inbound_id=inbound_id,
+        now=ctx.now,
+        settings=ctx.settings,
+    )
+    return _listen(ctx, thread, "ask.added" if added else "ask.sent")
 
 
 def _listen(ctx: Ctx, thread: QuestionThread, key: str) -> Outcome:
@@ -569,33 +553,17 @@ def _keep(ctx: Ctx, inbound_id: int | None) -> bool:
             target = named[0].id if len(named) == 1 else _current_practitioner(ctx)
             thread = None
     patient = patient_for_identity(ctx.session, ctx.identity, ctx.clinic, phone=_phone(ctx))
-    if thread is None:
-        current = questions.active_thread(ctx.session, patient_id=patient.id, now=ctx.now)
-        if current is not None and current.practitioner_id == target:
-            thread = current
-    if thread is not None:
-        questions.add_patient_message(
-            ctx.session,
-            thread,
-            body=body,
-            media=media,
-            inbound_id=inbound_id,
-            channel=msg.channel,
-            address=msg.address,
-            now=ctx.now,
-            settings=ctx.settings,
-        )
-    else:
-        questions.open_thread(
-            ctx.session,
-            patient_id=patient.id,
-            practitioner_id=target,
-            channel=msg.channel,
-            address=msg.address,
-            body=body,
-            media=media,
-            inbound_id=inbound_id,
-            now=ctx.now,
-            settings=ctx.settings,
-        )
+    questions.ask(
+        ctx.session,
+        patient_id=patient.id,
+        practitioner_id=target,
+        channel=msg.channel,
+        address=msg.address,
+        body=body,
+        media=media,
+        inbound_id=inbound_id,
+        now=ctx.now,
+        settings=ctx.settings,
+        thread=thread,
+    )
     return True
