@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,7 @@ from channels.base import Channel
 from core import migrate
 from core.clock import Clock, SystemClock
 from core.db import Database
+from core.logs import get_logger
 from core.settings import Settings, load_settings
 from web import api, api_appointments, api_availability, api_patients, api_questions
 from web.auth import install as install_auth
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 Role = Literal["all", "web", "worker", "scheduler"]
 ROLES: tuple[str, ...] = ("all", "web", "worker", "scheduler")
 DISPATCH_INTERVAL_S = 1.0
+log = get_logger(__name__)
 
 
 def channel_status(settings: Settings) -> list[tuple[str, bool, str]]:
@@ -135,6 +138,9 @@ class Background:
             clock,
             rate_limits=RateLimits.from_settings(settings),
             whatsapp_template_sid=settings.whatsapp_template_sid,
+            send_timeout_s=settings.send_timeout_seconds,
+            lease=timedelta(seconds=settings.outbox_lease_seconds),
+            give_up=timedelta(hours=settings.outbox_give_up_hours),
         )
         self.dispatch_interval_s = dispatch_interval_s
         self._stop = asyncio.Event()
@@ -173,11 +179,16 @@ class Background:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout=20)
-            except TimeoutError:
-                self._task.cancel()
+            # The pass under way ends within the send timeout plus the rate
+            # horizon; what is still held after that is handed back, not left
+            # to wait out the lease.
+            with contextlib.suppress(TimeoutError):  # wait_for cancels it
+                await asyncio.wait_for(self._task, timeout=self.settings.send_timeout_seconds + 5)
             self._task = None
+            with contextlib.suppress(Exception):
+                released = await asyncio.to_thread(self.dispatcher.release_claims)
+                if released:
+                    log.warning("outbox_claims_released", rows=released)
 
     async def run_until(self, stop_event: asyncio.Event) -> None:
         await self.start()

@@ -20,12 +20,28 @@ Retries: every failure counts toward ``max_attempts`` (3 by default), a
 provider's 429 included; when the provider says how long to wait
 (``SendError.retry_after``), the next try is no sooner than that, and the
 sender's rate keys are held back for as long so the other rows wait too.
+
+Outages: a send failing because the provider or the way to it is down (a
+5xx, a timeout, no connection: ``SendError.outage``) does not use up the
+message's tries. The channel is paused (1 s, doubling to 30 s while it stays
+down) and its rows are put back untried; when the pause ends one row goes
+first as a probe, and the rest follow only once it gets through. So an outage
+of any length costs one request per pause, loses nothing, keeps each
+conversation in order, and the backlog drains as soon as the provider is back.
+A message still unsent ``give_up`` after it was queued is marked failed.
+
+A worker stopping (SIGTERM) finishes its pass; what it still holds after
+``stop`` gives up waiting is handed back (``release_claims``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import itertools
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -74,6 +90,32 @@ class _Outcome:
     deferred: bool = False  # not tried: an earlier message to the address failed or waits
     not_before: datetime | None = None  # deferred for the rate limit / provider's retry_after
     retry_after: float | None = None  # the provider asked us to wait this long (429)
+    outage: bool = False  # the provider was down: retried without using up a try
+
+
+# While a provider is down its channel pauses this long, doubling per failed probe.
+OUTAGE_PAUSE_S = (1.0, 30.0)
+GIVE_UP = timedelta(hours=24)
+
+
+_dispatchers = itertools.count(1)
+
+
+def worker_name() -> str:
+    """``host:pid:n``, who holds an outbox claim (``outbox.claimed_by``): the
+    n-th dispatcher of that process, so two in one process never take each
+    other's claims for their own."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{next(_dispatchers)}"
+
+
+@dataclass
+class _Outage:
+    """A channel's provider is down: no sends before ``until`` (monotonic),
+    then one probe at a time until a send gets through."""
+
+    failures: int = 0
+    until: float = 0.0
+    probing: bool = False
 
 
 class Dispatcher:
@@ -88,7 +130,9 @@ class Dispatcher:
     ``rate_limits`` (``RateLimits.from_settings(settings)`` in the service)
     sets the per-sender send rates; without it sends are not spaced.
     ``concurrency`` bounds the sends in flight (rows of one address always
-    go one after another, in order).
+    go one after another, in order). ``lease`` is how long a claim lasts
+    (a pass must end inside it: ``send_timeout_s`` plus the rate horizon);
+    ``give_up`` how long a message is retried while its provider is down.
     """
 
     def __init__(
@@ -105,6 +149,10 @@ class Dispatcher:
         limiter: RateLimiter | None = None,
         rate_horizon_s: float = 3.0,
         whatsapp_template_sid: str | None = None,
+        lease: timedelta = outbox.LEASE,
+        give_up: timedelta = GIVE_UP,
+        worker: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.senders = dict(senders)
@@ -117,6 +165,11 @@ class Dispatcher:
         self.limiter = limiter if limiter is not None else RateLimiter()
         self.rate_horizon_s = rate_horizon_s
         self.whatsapp_template_sid = whatsapp_template_sid
+        self.lease = lease
+        self.give_up = give_up
+        self.worker = worker or worker_name()
+        self._monotonic = monotonic
+        self._outages: dict[str, _Outage] = {}
         self._wake = asyncio.Event()
 
     async def run_once(self, limit: int = 100, address: str | None = None) -> int:
@@ -172,12 +225,30 @@ class Dispatcher:
 
     # -- the two transactions -------------------------------------------------
 
+    def release_claims(self) -> int:
+        """Hand back the rows this worker still holds (it is stopping)."""
+        with self.db.transaction() as session:
+            return outbox.release_claims(session, self.worker, now=self.clock.now())
+
     def _claim(self, limit: int, address: str | None) -> list[_Job]:
         channels = None if self.claim_unknown else sorted(self.senders)
+        paused = self._paused_channels()
+        if channels is not None and paused:
+            # A channel whose provider is down is not claimed until its pause ends
+            # (with claim_unknown its rows are claimed and put back in _send_group).
+            channels = [c for c in channels if c not in paused]
+            if not channels:
+                return []
         with self.db.transaction() as session:
             now = self.clock.now()
             rows = outbox.claim_due(
-                session, now=now, limit=limit, channels=channels, address=address
+                session,
+                now=now,
+                limit=limit,
+                channels=channels,
+                address=address,
+                lease=self.lease,
+                worker=self.worker,
             )
             if not rows:
                 return []
@@ -216,6 +287,24 @@ class Dispatcher:
                 if outcome.deferred:
                     at = outcome.not_before or retry_at.get(key, now)
                     _release(session, job.outbox_id, at=at)
+                elif outcome.outage:
+                    at = outcome.not_before or now
+                    status = outbox.mark_unavailable(
+                        session,
+                        job.outbox_id,
+                        error=outcome.error or "provider unavailable",
+                        now=now,
+                        retry_at=at,
+                        give_up=self.give_up,
+                    )
+                    retry_at[key] = at
+                    if status == "failed":
+                        log.warning(
+                            "outbox_gave_up",
+                            outbox_id=job.outbox_id,
+                            channel=job.channel,
+                            after_hours=round(self.give_up.total_seconds() / 3600, 1),
+                        )
                 else:
                     if outcome.opted_out and job.channel not in STAFF_CHANNELS:
                         mark_opted_out(session, job.channel, job.address, now=now)
@@ -256,11 +345,22 @@ class Dispatcher:
             if stopped:
                 outcomes.append(_Outcome(job, deferred=True, not_before=not_before))
                 continue
+            outage = self._outages.get(job.channel)
+            if outage is not None and (outage.probing or self._monotonic() < outage.until):
+                # Its provider is down, or another row is probing it: back after the pause.
+                stopped, not_before = True, self._pause_end(outage)
+                outcomes.append(_Outcome(job, deferred=True, not_before=not_before))
+                continue
+            probe = outage is not None
+            if outage is not None:
+                outage.probing = True  # this send is the probe; the others wait for it
             limits = self._limits(job)
             cost = self._cost(job) if limits else 1
             if limits:
                 wait = self.limiter.reserve(limits, cost=cost, horizon_s=self.rate_horizon_s)
                 if wait is None:
+                    if outage is not None:
+                        outage.probing = False  # no probe went out after all
                     # Its slot is too far off for this pass: back when it comes.
                     delay = timedelta(seconds=self.limiter.wait_s(limits))
                     stopped, not_before = True, self.clock.now() + delay
@@ -269,16 +369,51 @@ class Dispatcher:
                 if wait > 0:
                     await asyncio.sleep(wait)
             async with gate:
-                if limits:
-                    self.limiter.started(limits, cost=cost)
-                outcome = await self._send(job)
+                # The provider may have gone down while this send waited its turn.
+                down = None if probe else self._outages.get(job.channel)
+                if down is None:
+                    if limits:
+                        self.limiter.started(limits, cost=cost)
+                    outcome = await self._send(job)
+            if down is not None:
+                stopped, not_before = True, self._pause_end(down)
+                outcomes.append(_Outcome(job, deferred=True, not_before=not_before))
+                continue
             if limits:
                 self.limiter.done(limits, cost=cost)
             if outcome.retry_after and limits:
                 self.limiter.back_off(limits, outcome.retry_after)
+            self._note_outcome(job.channel, outcome)
             stopped = not outcome.sent
             outcomes.append(outcome)
         return outcomes
+
+    # -- outages ----------------------------------------------------------------
+
+    def _note_outcome(self, channel: str, outcome: _Outcome) -> None:
+        """Open, lengthen or close the channel's pause after a send."""
+        outage = self._outages.get(channel)
+        if outcome.outage:
+            if outage is None:
+                outage = self._outages[channel] = _Outage()
+                log.warning("provider_unavailable", channel=channel, error=outcome.error)
+            outage.failures += 1
+            outage.probing = False
+            low, high = OUTAGE_PAUSE_S
+            outage.until = self._monotonic() + min(high, low * 2 ** (outage.failures - 1))
+            outcome.not_before = self._pause_end(outage)
+        elif outage is not None:
+            del self._outages[channel]
+            if outcome.sent:
+                log.warning("provider_recovered", channel=channel, failed_sends=outage.failures)
+
+    def _pause_end(self, outage: _Outage) -> datetime:
+        wait = max(0.0, outage.until - self._monotonic())
+        return self.clock.now() + timedelta(seconds=wait)
+
+    def _paused_channels(self) -> set[str]:
+        now = self._monotonic()
+        return {name for name, o in self._outages.items() if o.probing or now < o.until}
 
     def _limits(self, job: _Job) -> list[Limit]:
         if self.rate_limits is None:
@@ -329,9 +464,11 @@ class Dispatcher:
                 retryable=exc.retryable,
                 opted_out=exc.opted_out,
                 retry_after=_retry_after(exc),
+                outage=exc.outage,
             )
         except TimeoutError:
-            return _Outcome(job, error=f"TimeoutError: no answer in {self.send_timeout_s:g}s")
+            error = f"TimeoutError: no answer in {self.send_timeout_s:g}s"
+            return _Outcome(job, error=error, outage=True)
         except Exception as exc:  # noqa: BLE001 - any provider error is a retryable failure
             return _Outcome(job, error=f"{type(exc).__name__}: {exc}")
         return _Outcome(job, sent=True, provider_message_id=provider_id, sent_via=via)
@@ -412,6 +549,7 @@ def _release(session: Session, outbox_id: int, *, at: datetime) -> None:
         .values(
             status="pending",
             claimed_until=None,
+            claimed_by=None,
             next_attempt_at=at,
             attempts=OutboxMessage.attempts - 1,
         )

@@ -27,9 +27,14 @@ class SendError(Exception):
         retryable: bool = True,
         opted_out: bool = False,
         retry_after: float | None = None,
+        outage: bool = False,
     ) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable = retryable or outage
+        # The provider or the way to it is down (a 5xx, a timeout, no connection),
+        # not this message: the dispatcher pauses the channel and retries the
+        # message without using up its tries, in order, until it is too old.
+        self.outage = outage
         # The provider asked us to wait this many seconds (a 429's retry_after):
         # the next try is no sooner.
         self.retry_after = retry_after

@@ -422,9 +422,9 @@ class TelegramChannel:
                 f"Telegram: the group moved to chat {exc.new_chat_id}", retryable=False
             )
         if isinstance(exc, TimedOut):
-            return SendError(f"Telegram timed out: {message}", retryable=True)
-        if isinstance(exc, NetworkError):
-            return SendError(f"Telegram network error: {message}", retryable=True)
+            return SendError(f"Telegram timed out: {message}", outage=True)
+        if isinstance(exc, NetworkError):  # PTB's name for 5xx answers too (Bad Gateway)
+            return SendError(f"Telegram network error: {message}", outage=True)
         if isinstance(exc, TelegramError):
             return SendError(f"Telegram error: {message}", retryable=True)
         return SendError(f"{type(exc).__name__}: {message}", retryable=True)

@@ -131,13 +131,13 @@ def send_error_of(exc: Exception) -> SendError:
         if status == 429 or code == TOO_MANY_REQUESTS:
             return SendError(label + ": rate limited", retryable=True)
         if isinstance(status, int) and status >= 500:
-            return SendError(label, retryable=True)
+            return SendError(label, outage=True)
         if code in PERMANENT_CODES:
             return SendError(label, retryable=False)
         # Any other 4xx: the request itself was refused; sending it again cannot help.
         return SendError(label, retryable=status in (408, 409, 425))
     if isinstance(exc, OSError):  # requests' ConnectionError and Timeout are OSErrors
-        return SendError(f"twilio unreachable: {type(exc).__name__}", retryable=True)
+        return SendError(f"twilio unreachable: {type(exc).__name__}", outage=True)
     if isinstance(exc, TwilioException):
         return SendError(f"twilio client error: {type(exc).__name__}", retryable=False)
     return SendError(f"twilio send failed: {type(exc).__name__}", retryable=True)
@@ -300,7 +300,10 @@ def build_twilio_channels(settings: Settings) -> dict[str, TwilioChannel]:
     names: list[TwilioChannelName] = [n for n in ("sms", "whatsapp") if _is_configured(n, settings)]
     if not names:
         return {}
-    client = make_client(settings)
+    # No longer than the dispatcher waits for a send: a request still running
+    # after the dispatcher gave up could reach Twilio, and the retry would be a
+    # second copy.
+    client = make_client(settings, timeout_s=min(HTTP_TIMEOUT_S, settings.send_timeout_seconds))
     return {name: TwilioChannel(name, settings, client=client) for name in names}
 
 

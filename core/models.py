@@ -256,7 +256,19 @@ class OutboxMessage(Base):
     """A reply waiting to be sent; written in the transaction that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_due", "status", "next_attempt_at"),
+        # The waiting rows per address: claiming checks that none is ahead (order
+        # per conversation). Partial, so sent rows (nearly all) cost nothing here.
+        Index(
+            "ix_outbox_waiting_address",
+            "address",
+            "channel",
+            "id",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+            sqlite_where=text("status IN ('pending', 'sending')"),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
     address: Mapped[str] = mapped_column(String(64))
@@ -270,6 +282,8 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]
+    # The worker holding the claim ("host:pid"), while it is in flight.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     provider_message_id: Mapped[str | None] = mapped_column(String(128), index=True)
     # How it left when not as queued: "template" or "sms" (WhatsApp window closed).
     sent_via: Mapped[str | None] = mapped_column(String(16))

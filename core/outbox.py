@@ -3,7 +3,14 @@ caused them; a dispatcher claims and sends them afterwards.
 
 Claiming is atomic (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single
 writer on SQLite) and leased, so several dispatchers never send one row twice
-and a crashed dispatcher's rows come back after the lease.
+and a crashed dispatcher's rows come back after the lease. Each claim records
+the worker that holds it (``claimed_by``), so an operator can see whose rows
+are in flight and a stopping worker can hand back its own.
+
+Order per conversation: a row is claimed only when no earlier row to the same
+channel and address is still waiting (pending, backing off, or in flight with
+another worker), so a patient never reads a later message before an earlier
+one, whichever worker sends them and however long a provider is down.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.messages import Reply
@@ -89,8 +96,14 @@ def claim_due(
     channels: Collection[str] | None = None,
     address: str | None = None,
     lease: timedelta = LEASE,
+    worker: str | None = None,
 ) -> list[OutboxMessage]:
-    """Take up to ``limit`` due rows, oldest first, and lease them to the caller."""
+    """Take up to ``limit`` due rows, oldest first, and lease them to ``worker``.
+
+    A due row behind an earlier waiting row to the same address is left for a
+    later pass (see the module docstring); fewer than ``limit`` rows may come
+    back while more are due.
+    """
     due = or_(
         (OutboxMessage.status == "pending") & (OutboxMessage.next_attempt_at <= now),
         (OutboxMessage.status == "sending") & (OutboxMessage.claimed_until <= now),
@@ -102,13 +115,41 @@ def claim_due(
         query = query.where(OutboxMessage.address == address)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    rows = list(session.scalars(query))
+    rows = _first_in_line(session, list(session.scalars(query)))
     for row in rows:
         row.status = "sending"
         row.claimed_until = now + lease
+        row.claimed_by = worker
         row.attempts += 1
     session.flush()
     return rows
+
+
+WAITING = ("pending", "sending")
+
+
+def _first_in_line(session: Session, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+    """The rows with no earlier waiting row to their address outside ``rows``.
+
+    On PostgreSQL a row another worker is claiming right now (locked, so
+    skipped above) still reads as waiting here, and holds back the rows after it.
+    """
+    if not rows:
+        return rows
+    o = OutboxMessage
+    blockers = session.execute(
+        select(o.channel, o.address, func.min(o.id))
+        .where(
+            o.address.in_({row.address for row in rows}),
+            o.status.in_(WAITING),
+            o.id.not_in([row.id for row in rows]),
+        )
+        .group_by(o.channel, o.address)
+    )
+    first_blocked = {(channel, address): first for channel, address, first in blockers}
+    return [
+        row for row in rows if row.id < first_blocked.get((row.channel, row.address), row.id + 1)
+    ]
 
 
 def mark_sent(
@@ -118,7 +159,11 @@ def mark_sent(
         update(OutboxMessage)
         .where(OutboxMessage.id == outbox_id)
         .values(
-            status="sent", provider_message_id=provider_message_id, sent_at=now, claimed_until=None
+            status="sent",
+            provider_message_id=provider_message_id,
+            sent_at=now,
+            claimed_until=None,
+            claimed_by=None,
         )
     )
 
@@ -142,6 +187,7 @@ def mark_sent_many(
                 "sent_via": sent_via,
                 "sent_at": now,
                 "claimed_until": None,
+                "claimed_by": None,
             }
             for outbox_id, provider_message_id, sent_via in sent
         ],
@@ -168,6 +214,7 @@ def mark_failed(
         return "missing"
     row.error = error[:200]
     row.claimed_until = None
+    row.claimed_by = None
     if retryable and row.attempts < max_attempts:
         row.status = "pending"
         retry_at = now + timedelta(seconds=min(2**row.attempts * 5, 3600))
@@ -175,6 +222,44 @@ def mark_failed(
     else:
         row.status = "failed"
     return row.status
+
+
+def mark_unavailable(
+    session: Session,
+    outbox_id: int,
+    *,
+    error: str,
+    now: datetime,
+    retry_at: datetime,
+    give_up: timedelta,
+) -> str:
+    """The provider was down (5xx, timed out, unreachable): try again at
+    ``retry_at`` without using up one of the row's tries, until the row is
+    ``give_up`` old; returns the new status."""
+    row = session.get(OutboxMessage, outbox_id)
+    if row is None:
+        return "missing"
+    row.error = error[:200]
+    row.claimed_until = None
+    row.claimed_by = None
+    if now - row.created_at >= give_up:
+        row.status = "failed"
+    else:
+        row.status = "pending"
+        row.attempts = max(0, row.attempts - 1)
+        row.next_attempt_at = retry_at
+    return row.status
+
+
+def release_claims(session: Session, worker: str, *, now: datetime) -> int:
+    """A stopping worker hands back the rows it still holds (a send cut short
+    may have reached the provider: the same as its lease running out, sooner)."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == "sending", OutboxMessage.claimed_by == worker)
+        .values(status="pending", claimed_until=None, claimed_by=None, next_attempt_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def reply_of(row: OutboxMessage) -> Reply:

@@ -143,6 +143,22 @@ class Settings(BaseSettings):
     whatsapp_rate_per_second: float = Field(default=80.0, gt=0, le=10_000)
     telegram_rate_per_second: float = Field(default=30.0, gt=0, le=10_000)
 
+    # The outbox: a worker's claim on a row lasts this long (a worker killed
+    # mid-send leaves its rows to others after it); one provider call may take
+    # this long before it counts as failed; while a provider is down (5xx,
+    # timeouts, unreachable) a message is retried until it is this old.
+    outbox_lease_seconds: float = Field(default=60, ge=2, le=3600)
+    send_timeout_seconds: float = Field(default=15, gt=0, le=300)
+    outbox_give_up_hours: float = Field(default=24, gt=0, le=24 * 14)
+
+    # Logs: one JSON object per line (for a log pipeline) or console lines.
+    # Message bodies, names and phone numbers are redacted at INFO and above.
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # worker and scheduler roles serve GET /metrics (this process's own
+    # numbers) on this port; unset: no HTTP listener in those roles.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -204,6 +220,24 @@ class Settings(BaseSettings):
     @classmethod
     def _region(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _lease(self) -> Settings:
+        """A pass (sends plus waiting for a rate slot, at most 3 s) must end
+        inside the claim's lease, or another worker could claim and send the
+        same rows again."""
+        if self.outbox_lease_seconds < self.send_timeout_seconds * 2 + 5:
+            raise ValueError(
+                f"{ENV_PREFIX}OUTBOX_LEASE_SECONDS ({self.outbox_lease_seconds:g}) must be at "
+                f"least twice {ENV_PREFIX}SEND_TIMEOUT_SECONDS "
+                f"({self.send_timeout_seconds:g}) plus 5"
+            )
+        return self
 
     @model_validator(mode="after")
     def _video(self) -> Settings:
