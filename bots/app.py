@@ -38,6 +38,7 @@ from web.metrics import metrics_router
 from web.pharmacy import pharmacy_router
 from web.prescribe import prescribe_router
 from web.prescriptions import prescriptions_router
+from web.requestlog import RequestLogMiddleware
 from web.video import video_router
 
 if TYPE_CHECKING:
@@ -293,6 +294,9 @@ def create_app(
     app.include_router(doctor_bot_router(auth))
     app.include_router(media_router(auth, build_senders(settings) if senders is None else senders))
     _mount_webhooks(app, settings, database, the_clock)
+    # Added last, so outermost: every line logged for a request carries its id,
+    # and one access line per request replaces uvicorn's (see web.requestlog).
+    app.add_middleware(RequestLogMiddleware)
     return app
 
 

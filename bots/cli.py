@@ -162,11 +162,8 @@ def serve(
 
     from core.logs import configure
 
-    configure("INFO")
-    import logging
-
-    for chatty in ("apscheduler", "alembic"):  # a line per tick / per readiness probe
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # Every logger, uvicorn's included, through one redacting handler (core.logs).
+    configure(settings.log_level, json=settings.log_format == "json")
     if role in (RoleName.all, RoleName.web):
         import uvicorn
 
@@ -174,27 +171,58 @@ def serve(
 
         web_app = create_app(settings, db=db, role=role.value)
         print(f"telemed: role {role.value}, listening on http://{host}:{port}", flush=True)
-        uvicorn.run(web_app, host=host, port=port, log_level="info", lifespan="on")
+        # log_config=None: keep core.logs' handlers; the access log is web.requestlog's.
+        uvicorn.run(
+            web_app,
+            host=host,
+            port=port,
+            log_level=settings.log_level,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            # Longer than a proxy's idle timeout (nginx 60 s, Caddy and ALB similar):
+            # the proxy, not this server, closes an idle kept-alive connection, so
+            # it never sends a request on one this server is closing.
+            timeout_keep_alive=75,
+        )
         return
 
     import asyncio
 
-    print(f"telemed: role {role.value} running without HTTP; Ctrl-C stops it", flush=True)
-    asyncio.run(_headless(db, settings, role.value))
+    asyncio.run(_headless(db, settings, role.value, host))
 
 
-async def _headless(db: Database, settings: Settings, role: str) -> None:
+async def _headless(db: Database, settings: Settings, role: str, host: str = "127.0.0.1") -> None:
     import asyncio
     import signal
 
     from bots.app import Background
     from core.clock import SystemClock
 
+    clock = SystemClock()
+    metrics = None
+    if settings.metrics_port is not None:
+        from web.metrics import serve_metrics
+
+        try:
+            metrics = serve_metrics(db, clock, host, settings.metrics_port)
+        except OSError as exc:
+            raise CliError(
+                f"TELEMED_METRICS_PORT: cannot listen on {host}:{settings.metrics_port} ({exc})"
+            ) from None
+        where = f"with only GET /metrics on http://{host}:{metrics.port}/metrics"
+    else:
+        where = "without HTTP (TELEMED_METRICS_PORT unset)"
+    print(f"telemed: role {role} running {where}; Ctrl-C stops it", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await Background(db, settings, SystemClock(), role).run_until(stop)
+    try:
+        await Background(db, settings, clock, role).run_until(stop)
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 # -- demo ----------------------------------------------------------------------

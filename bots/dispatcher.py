@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -51,7 +52,7 @@ from sqlalchemy.orm import Session
 from bots.ratelimit import Limit, RateLimiter, RateLimits
 from channels.base import Channel, SendError
 from channels.render import render_text
-from core import consent, notices, outbox
+from core import consent, notices, outbox, telemetry
 from core.clock import Clock
 from core.db import Database
 from core.logs import get_logger
@@ -384,6 +385,9 @@ class Dispatcher:
             if outcome.retry_after and limits:
                 self.limiter.back_off(limits, outcome.retry_after)
             self._note_outcome(job.channel, outcome)
+            telemetry.send_result(
+                job.channel, outcome.sent, None if outcome.sent else _failure_code(outcome)
+            )
             stopped = not outcome.sent
             outcomes.append(outcome)
         return outcomes
@@ -529,6 +533,27 @@ def _whatsapp_window(
         seen is not None and now - seen < WHATSAPP_WINDOW,
         sms is None or sms.opted_out_at is None,
     )
+
+
+_TWILIO_ERROR = re.compile(r"twilio error (\d+) \(HTTP (\d+)\)")
+_TELEGRAM_STATUS = re.compile(r"Telegram (\d{3})\b")
+
+
+def _failure_code(outcome: _Outcome) -> str:
+    """A short label for a failed send (``core.telemetry`` bounds the values)."""
+    error = outcome.error or ""
+    if found := _TWILIO_ERROR.search(error):
+        code, status = found.groups()
+        return f"http_{status}" if int(status) >= 500 else f"twilio_{code}"
+    if error.startswith("TimeoutError") or "timed out" in error:
+        return "timeout"
+    if "unreachable" in error or "network error" in error:
+        return "unreachable"
+    if outcome.opted_out:
+        return "opted_out"
+    if found := _TELEGRAM_STATUS.search(error):
+        return f"http_{found.group(1)}"
+    return "rejected" if not outcome.retryable else "other"
 
 
 def _retry_after(exc: SendError) -> float | None:

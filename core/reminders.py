@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from core import telemetry
 from core.logs import get_logger
 from core.models import (
     Appointment,
@@ -511,6 +512,8 @@ def enqueue_due(session: Session, now: datetime, *, limit: int = 100_000) -> int
     Set-based: one UPDATE claims the due rows (PostgreSQL skips rows another
     scheduler holds) with a token, one INSERT ... SELECT writes their outbox
     rows. The outbox payload names the notification; the dispatcher renders it.
+    How late each reminder is queued after its ``due_at`` (the tick's lag) goes
+    to ``telemed_reminder_lag_seconds`` (``core.telemetry``).
     """
     n = table_of(Notification)
     a = table_of(Appointment)
@@ -553,6 +556,12 @@ def enqueue_due(session: Session, now: datetime, *, limit: int = 100_000) -> int
     )
     if not claimed:
         return 0
+    telemetry.reminders_queued(
+        (now - due).total_seconds()
+        for due in session.scalars(
+            select(n.c.due_at).where(n.c.claim == token, n.c.kind == "reminder")
+        )
+    )
     payload = (
         func.json_build_object("notification", n.c.id)
         if postgres

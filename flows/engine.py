@@ -9,21 +9,25 @@ committed together.
 
 from __future__ import annotations
 
-import logging
 import time
+from collections.abc import Mapping
+from contextvars import Token
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
+import structlog
 from sqlalchemy import Insert, bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from core import abuse, outbox
+from core import abuse, outbox, telemetry
 from core.clock import Clock
 from core.db import Database
 from core.i18n import normalize_language
+from core.logs import get_logger
 from core.messages import InboundMessage, Media, Reply
 from core.models import ChannelIdentity, Clinic, InboundLog, table_of
 from core.nlu import classify_intent, detect_language
@@ -42,7 +46,7 @@ from flows.state import ConversationState
 from flows.video import asks_for_video_link
 from flows.waitlist import asks_for_waitlist
 
-log = logging.getLogger("telemed.flows")
+log = get_logger("telemed.flows")
 
 __all__ = ["FlowEngine", "HandleResult", "NotSetUp", "find_or_create_patient_by_phone"]
 
@@ -104,41 +108,54 @@ class FlowEngine:
     def handle(self, msg: InboundMessage) -> HandleResult:
         started = time.perf_counter()
         now = self.clock.now()
-        with self.db.transaction() as session:
-            inbound_id = _record_inbound(session, msg, now)
-            if inbound_id is None:
-                log.info("inbound duplicate channel=%s", msg.channel)
-                return HandleResult(duplicate=True, replies=())
-            conversation = state.lock(session, msg.channel, msg.address, now)
-            step_before = conversation.step
-            identity = get_or_create_identity(session, msg.channel, msg.address, now=now)
-            touch_identity(session, identity, now)
-            clinic = self._clinic(session)
-            verdict = self._abuse_verdict(session, msg, inbound_id, now)
-            replies = self._respond(
-                session, msg, conversation, identity, clinic, now, verdict, inbound_id
-            )
-            state.save(session, conversation, now)
-            outbox.enqueue_many(
-                session,
+        # The text and address at DEBUG only (core.logs redacts them above it).
+        log.debug("inbound_received", channel=msg.channel, address=msg.address, text=msg.text)
+        # Bound while this message is handled, then reset: the thread that ran
+        # it goes on to serve other requests.
+        bound: Mapping[str, Token[Any]] = {}
+        try:
+            with self.db.transaction() as session:
+                inbound_id = _record_inbound(session, msg, now)
+                if inbound_id is None:
+                    telemetry.inbound(msg.channel, duplicate=True)
+                    log.info("inbound_duplicate", channel=msg.channel)
+                    return HandleResult(duplicate=True, replies=())
+                conversation = state.lock(session, msg.channel, msg.address, now)
+                bound = structlog.contextvars.bind_contextvars(conversation_id=conversation.id)
+                step_before = conversation.step
+                identity = get_or_create_identity(session, msg.channel, msg.address, now=now)
+                touch_identity(session, identity, now)
+                clinic = self._clinic(session)
+                verdict = self._abuse_verdict(session, msg, inbound_id, now)
+                replies = self._respond(
+                    session, msg, conversation, identity, clinic, now, verdict, inbound_id
+                )
+                state.save(session, conversation, now)
+                outbox.enqueue_many(
+                    session,
+                    channel=msg.channel,
+                    address=msg.address,
+                    replies=replies,
+                    now=now,
+                    conversation_id=conversation.id,
+                    inbound_id=inbound_id,
+                )
+            # Counted once committed: a rolled-back message comes again from the provider.
+            seconds = time.perf_counter() - started
+            telemetry.inbound(msg.channel)
+            telemetry.flow_step(msg.channel, seconds)
+            # Ids and steps only: bodies and addresses never reach logs above DEBUG.
+            log.info(
+                "inbound_handled",
                 channel=msg.channel,
-                address=msg.address,
-                replies=replies,
-                now=now,
-                conversation_id=conversation.id,
-                inbound_id=inbound_id,
+                step_from=step_before,
+                step_to=conversation.step,
+                replies=len(replies),
+                ms=round(seconds * 1000, 1),
             )
-        # Ids and steps only: bodies and addresses never reach logs above DEBUG.
-        log.info(
-            "inbound handled channel=%s conversation=%s step=%s->%s replies=%d ms=%.1f",
-            msg.channel,
-            conversation.id,
-            step_before,
-            conversation.step,
-            len(replies),
-            (time.perf_counter() - started) * 1000,
-        )
-        return HandleResult(False, tuple(replies), conversation.id)
+            return HandleResult(False, tuple(replies), conversation.id)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
 
     def _clinic(self, session: Session) -> Clinic:
         """The clinic, read at most every CLINIC_TTL seconds: it changes rarely
@@ -387,7 +404,7 @@ class FlowEngine:
             cooldown=timedelta(minutes=self.settings.inbound_cooldown_minutes),
         )
         if verdict is abuse.Verdict.TRIPPED:
-            log.warning("inbound rate limit tripped channel=%s", msg.channel)
+            log.warning("inbound_rate_limit_tripped", channel=msg.channel)
         return verdict
 
     def _timed_out(self, conversation: ConversationState, now: datetime) -> bool:

@@ -1,22 +1,32 @@
-"""``GET /metrics``: Prometheus text format, read from the database per scrape.
+"""``GET /metrics``: Prometheus text format, one exposition of two sources.
 
-The numbers come from ``core.metrics.totals`` in one short transaction and are
-exposed through a per-request registry, so every process (web, worker,
-scheduler) reports the same values and nothing is kept in memory between
-scrapes. No names, phone numbers or message text appear in any metric.
+* The totals of ``core.metrics`` (reminders, answers, no-shows, waitlist,
+  outbox depth and age), read from the database in one short transaction per
+  scrape, so every process (web, worker, scheduler) reports the same values
+  and nothing about them is kept in memory between scrapes.
+* This process's own counters and histograms (``core.telemetry``: inbound
+  messages, flow step time, sends, reminder lag), which differ per process.
+
+The worker and scheduler roles have no web app; ``serve_metrics`` serves the
+same exposition on ``TELEMED_METRICS_PORT`` (prometheus_client's WSGI server
+in a daemon thread). No names, phone numbers or message text appear in any
+metric.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from threading import Thread
+from wsgiref.simple_server import WSGIServer
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from core import metrics
+from core import metrics, telemetry
 from core.clock import Clock
 from core.db import Database
 
@@ -77,18 +87,59 @@ class TotalsCollector(Collector):
         )
 
 
+class DatabaseCollector(Collector):
+    """The database totals, read afresh at each collection (each scrape)."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        with self.db.transaction() as session:
+            totals = metrics.totals(session, now=self.clock.now())
+        yield from TotalsCollector(totals).collect()
+
+
+def registry(db: Database, clock: Clock) -> CollectorRegistry:
+    """What ``/metrics`` serves: the database totals and this process's telemetry."""
+    combined = CollectorRegistry(auto_describe=False)
+    combined.register(DatabaseCollector(db, clock))
+    combined.register(telemetry.REGISTRY)
+    return combined
+
+
 def render(db: Database, clock: Clock) -> bytes:
     """The exposition text of the current numbers."""
-    with db.transaction() as session:
-        totals = metrics.totals(session, now=clock.now())
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(TotalsCollector(totals))
-    return generate_latest(registry)
+    return generate_latest(registry(db, clock))
+
+
+@dataclass
+class MetricsServer:
+    """``GET /metrics`` on its own port, for the roles without a web app."""
+
+    server: WSGIServer
+    thread: Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_port)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def serve_metrics(db: Database, clock: Clock, host: str, port: int) -> MetricsServer:
+    """Serve the metrics on ``host:port`` (0: a free port) in a daemon thread."""
+    server, thread = start_http_server(port, addr=host, registry=registry(db, clock))
+    return MetricsServer(server, thread)
 
 
 def metrics_router(db: Database, clock: Clock) -> APIRouter:
     """A router serving ``GET /metrics``; include it at the app's root."""
     router = APIRouter()
+    exposed = registry(db, clock)
 
     @router.get(
         "/metrics",
@@ -97,7 +148,8 @@ def metrics_router(db: Database, clock: Clock) -> APIRouter:
         tags=["health"],
     )
     def prometheus_metrics() -> Response:
-        """Prometheus metrics: reminders, answers, no-shows, waitlist fills, outbox depth."""
-        return Response(render(db, clock), media_type=CONTENT_TYPE)
+        """Prometheus metrics: reminders, answers, no-shows, waitlist fills, outbox depth;
+        this process's inbound messages, flow step time, sends and reminder lag."""
+        return Response(generate_latest(exposed), media_type=CONTENT_TYPE)
 
     return router

@@ -11,6 +11,12 @@ authentication on); with ``fake.media_redirect`` it answers, like Twilio, 307
 to a short-lived URL (``/cdn/...``, no auth) that serves the bytes.
 ``fake.media_requests`` records each media request.
 
+Outages: ``fake.outage = "503"`` answers every send 503 (Twilio error 20503)
+without accepting it; ``"hang"`` holds each send unanswered until the outage
+ends, then answers 503 (to a client that has long timed out); ``None`` is
+normal service. ``python -m tests.fakes.twilio_proc`` serves a fake in a
+process of its own, with control endpoints (system tests).
+
 Use the ``fake_twilio`` fixture (import it into the test module:
 ``from tests.fakes.twilio_server import fake_twilio  # noqa: F401``) or
 ``running_fake_twilio()`` as a context manager (benchmarks). Point the service
@@ -98,6 +104,7 @@ class FakeTwilio:
         self._media_requests: list[dict[str, Any]] = []
         self.media_redirect = False
         self.media_delay_s = 0.0  # before answering a media request (timeouts)
+        self.outage: str | None = None  # "503", "hang" or None (see the module docstring)
         self.app = self._build_app()
 
     # -- what tests use -------------------------------------------------------
@@ -149,6 +156,7 @@ class FakeTwilio:
         self.latency_s = 0.0
         self.media_redirect = False
         self.media_delay_s = 0.0
+        self.outage = None
 
     def settings_env(self) -> dict[str, str]:
         """Environment variables that aim the service's Twilio client here."""
@@ -245,7 +253,13 @@ class FakeTwilio:
             record = {"fields": dict(pairs), "received_at": received_at, "monotonic": monotonic}
 
             answer: JSONResponse | None
-            if not self._authorized(request, account_sid):
+            if self.outage == "hang":
+                while self.outage == "hang":
+                    await asyncio.sleep(0.05)
+                answer = self.error(20503, 503, "Service Unavailable")
+            elif self.outage:
+                answer = self.error(20503, 503, "Service Unavailable")
+            elif not self._authorized(request, account_sid):
                 answer = self.error(20003, 401)
             elif (failure := self._take_failure()) is not None:
                 answer = self.error(failure.code, failure.status)

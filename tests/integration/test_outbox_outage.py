@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from bots.dispatcher import OUTAGE_PAUSE_S, Dispatcher
 from channels.base import SendError
-from core import outbox
+from core import outbox, telemetry
 from core.clock import FixedClock
 from core.db import Database
 from core.models import OutboxMessage
@@ -41,6 +41,8 @@ def test_an_outage_uses_up_no_tries_and_pauses_the_channel(db: Database, clock: 
     sms = FakeChannel(failures=[DOWN] * 20)
     ticks = Ticks()
     dispatcher = dispatcher_for(db, clock, sms, ticks, concurrency=1)
+    failures = {"channel": "sms", "code": "http_503"}
+    failed_before = telemetry.REGISTRY.get_sample_value("telemed_send_failures_total", failures)
 
     asyncio.run(dispatcher.run_once())
     stored = rows(db)
@@ -65,6 +67,8 @@ def test_an_outage_uses_up_no_tries_and_pauses_the_channel(db: Database, clock: 
     assert pauses[:3] == [2.0, 4.0, 8.0]
     assert max(pauses) == OUTAGE_PAUSE_S[1]
     assert len(sms.calls) == 9  # one probe per pause, not one request per row
+    failed = telemetry.REGISTRY.get_sample_value("telemed_send_failures_total", failures)
+    assert (failed or 0) - (failed_before or 0) == 9
     assert {row.attempts for row in rows(db).values()} == {0}
 
     # The provider is back: the probe gets through and the backlog follows at once.
