@@ -277,6 +277,7 @@ def create_app(
             return JSONResponse({"status": "unavailable", "reason": reason}, 503)
         return Health(status="ok")
 
+    _answer_503_while_the_database_is_down(app)
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(api_appointments.router, prefix="/api/v1")
     app.include_router(api_patients.router, prefix="/api/v1")
@@ -298,6 +299,28 @@ def create_app(
     # and one access line per request replaces uvicorn's (see web.requestlog).
     app.add_middleware(RequestLogMiddleware)
     return app
+
+
+def _answer_503_while_the_database_is_down(app: FastAPI) -> None:
+    """A lost database connection (a restart, a failover, a full pool) answers
+    503 with Retry-After, not 500: providers and clients retry a 503 (Telegram
+    redelivers the update; Twilio tries the number's fallback URL), nothing
+    was stored, and the connection pool reconnects on the next request."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The type only: driver messages can quote SQL parameters (numbers, bodies).
+        route = getattr(request.scope.get("route"), "path", None)  # the template: /v/{token}
+        log.warning("database_unavailable", route=route, error_type=type(exc).__name__)
+        return JSONResponse(
+            {"detail": "database unavailable, try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    for kind in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(kind, unavailable)
 
 
 def _mount_webhooks(app: FastAPI, settings: Settings, database: Database, clock: Clock) -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,15 +34,31 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)  # type: ignore[arg-type]
 
 
-def pending(engine: Engine) -> bool:
-    """True when the database is not at the newest revision."""
-    from alembic.runtime.migration import MigrationContext
+@lru_cache(maxsize=1)
+def _script() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
-    script = ScriptDirectory(str(MIGRATIONS))
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+def pending(engine: Engine) -> bool:
+    """True when the database lacks a migration this code needs.
+
+    A database *ahead* of the code (at a revision this release does not know:
+    a newer release migrated it first, during a rolling upgrade) is not
+    pending: migrations only add, so the older processes keep working and stay
+    ready until they are replaced.
+    """
+    from alembic.runtime.migration import MigrationContext
+
+    script = _script()
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
-    return current != set(script.get_heads())
+    heads = set(script.get_heads())
+    if current == heads:
+        return False
+    known = {rev.revision for rev in script.walk_revisions()}
+    return not (current - known)
 
 
 def revision(engine: Engine, message: str) -> None:

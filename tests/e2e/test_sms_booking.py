@@ -17,7 +17,7 @@ from bots.app import create_app
 from core.clock import FixedClock
 from core.db import Database
 from core.demo import seed_demo
-from core.models import Appointment, InboundLog
+from core.models import Appointment, InboundLog, OutboxMessage
 from core.settings import Settings
 from tests.fakes import twilio_server
 from tests.fakes.twilio_server import FakeTwilio
@@ -81,6 +81,14 @@ class Patient:
             params |= {"ProfileName": "Maria", "WaId": self.number.lstrip("+")}
         return params
 
+    def _outbox_idle(self) -> bool:
+        database: Database = self.client.app.state.db  # type: ignore[attr-defined]
+        with database.transaction() as session:
+            waiting = session.scalar(
+                select(func.count()).where(OutboxMessage.status.in_(("pending", "sending")))
+            )
+        return not waiting
+
     def say(self, text: str, sid: str | None = None) -> str:
         before = len(self.fake.messages)
         response = self.post(self.params(text, sid))
@@ -89,13 +97,17 @@ class Patient:
         return self.replies(before)
 
     def replies(self, before: int, wait_s: float = 5.0) -> str:
-        """What the fake received for this patient after ``before``, once it stops growing."""
+        """What the fake received for this patient after ``before``, once it stops
+        growing; "" once the outbox has nothing left to send and nothing came."""
         deadline = time.monotonic() + wait_s
-        seen = -1
+        seen, idle = -1, 0
         while time.monotonic() < deadline:
             mine = [m for m in self.fake.messages[before:] if m["to"].endswith(self.number)]
             if mine and len(mine) == seen:
                 return "\n".join(m["body"] for m in mine)
+            idle = idle + 1 if not mine and self._outbox_idle() else 0
+            if idle >= 3:
+                return ""
             seen = len(mine)
             time.sleep(0.1)
         return "\n".join(

@@ -17,7 +17,7 @@ from bots.app import create_app
 from core.clock import FixedClock
 from core.db import Database
 from core.demo import seed_demo
-from core.models import Appointment, ChannelIdentity
+from core.models import Appointment, ChannelIdentity, OutboxMessage
 from core.settings import Settings
 from tests.fakes import telegram_server
 from tests.fakes.telegram_server import FakeTelegram, message_update
@@ -67,15 +67,27 @@ class Patient:
 
     def replies(self, before: int, wait_s: float = 5.0) -> str:
         deadline = time.monotonic() + wait_s
-        seen = -1
+        seen, idle = -1, 0
         mine: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             mine = [m for m in self.fake.sent[before:] if str(m["chat_id"]) == str(self.chat_id)]
             if mine and len(mine) == seen:
                 break
+            # Nothing came and the outbox has nothing left to send: nothing will.
+            idle = idle + 1 if not mine and self._outbox_idle() else 0
+            if idle >= 3:
+                break
             seen = len(mine)
             time.sleep(0.1)
         return "\n".join(str(m.get("text", "")) for m in mine)
+
+    def _outbox_idle(self) -> bool:
+        database: Database = self.client.app.state.db  # type: ignore[attr-defined]
+        with database.transaction() as session:
+            waiting = session.scalar(
+                select(func.count()).where(OutboxMessage.status.in_(("pending", "sending")))
+            )
+        return not waiting
 
     def buttons(self) -> list[str]:
         return [b["text"] for b in self.fake.last_keyboard(self.chat_id)]

@@ -30,3 +30,16 @@ def test_fresh_database_reports_pending(tmp_path) -> None:  # type: ignore[no-un
     migrate.upgrade(fresh.engine)
     assert not migrate.pending(fresh.engine)
     fresh.dispose()
+
+
+def test_behind_is_pending_and_ahead_is_not(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A rolling upgrade: the new release migrates first, and the old processes,
+    which do not know the new revision, must stay ready until replaced."""
+    database = Database(f"sqlite:///{tmp_path}/roll.db")
+    migrate.upgrade(database.engine, "0005")
+    assert migrate.pending(database.engine)  # behind this code
+    migrate.upgrade(database.engine)
+    with database.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    assert not migrate.pending(database.engine)
+    database.dispose()
