@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -158,6 +159,15 @@ class Background:
 
     async def start(self) -> None:
         if self.runs_dispatcher:
+            # The Twilio SDK blocks, so each send holds a thread (asyncio.to_thread).
+            # asyncio's default pool is min(32, CPUs + 4) threads: 6 on a 2-core
+            # box, which with Twilio's ~200 ms per request caps a worker near 30
+            # sends a second whatever its concurrency. Size it to the concurrency.
+            asyncio.get_running_loop().set_default_executor(
+                ThreadPoolExecutor(
+                    max_workers=self.dispatcher.concurrency + 4, thread_name_prefix="telemed-send"
+                )
+            )
             self._stop.clear()
             self._task = asyncio.create_task(
                 self.dispatcher.run_forever(self.dispatch_interval_s, self._stop),
@@ -218,7 +228,15 @@ def create_app(
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     settings = settings if settings is not None else load_settings()
     owns_db = db is None
-    database = db if db is not None else Database(settings.database_url)
+    database = (
+        db
+        if db is not None
+        else Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+    )
     the_clock: Clock = clock if clock is not None else SystemClock()
 
     @asynccontextmanager

@@ -80,7 +80,11 @@ def _settings() -> Settings:
 def _database(settings: Settings) -> Database:
     from core.db import Database
 
-    return Database(settings.database_url)
+    return Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
 
 
 def _upgrade(db: Database) -> bool:

@@ -25,7 +25,7 @@ class DatabaseConfigError(Exception):
     """The database URL cannot be used; the message is one line for the operator."""
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -34,7 +34,10 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         if parsed.get_backend_name() == "sqlite":
             return _sqlite_engine(url, parsed.database)
         return create_engine(
-            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2
+            url,
+            pool_pre_ping=True,
+            pool_size=pool_size,
+            max_overflow=pool_size * 2 if max_overflow is None else max_overflow,
         )
     except (NoSuchModuleError, ImportError) as exc:
         raise DatabaseConfigError(f"TELEMED_DATABASE_URL: unsupported driver ({exc})") from None
@@ -71,9 +74,9 @@ def is_sqlite(engine: Engine) -> bool:
 class Database:
     """An engine and its sessions; ``transaction()`` is the unit of work."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer. Threads of this process queue here instead of
         # in SQLite's busy handler, whose sleeps would make waits long and

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     database_url: str = "sqlite:///var/telemed.db"
+    # PostgreSQL connections each process may hold: the pool, plus as many
+    # again for bursts. Processes x (pool + overflow) must stay under the
+    # server's max_connections (100 by default).
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=20, ge=0, le=200)
     public_url: str = "http://127.0.0.1:8000"
     clinic_timezone: str = "UTC"
     # Signs sessions and tokens; the default is for a laptop, never production.

@@ -159,6 +159,10 @@ class Cluster:
             "TELEMED_CLINIC_TIMEZONE": TZ,
             "TELEMED_SECRET_KEY": "system-test-secret-key-0123456789",
             "TELEMED_LOG_FORMAT": "json",
+            # Up to 9 processes and the other test worker under PostgreSQL's default
+            # max_connections of 100.
+            "TELEMED_DB_POOL_SIZE": "5",
+            "TELEMED_DB_MAX_OVERFLOW": "5",
             **self.env,
         }
 

@@ -146,3 +146,33 @@ def test_killed_workers_lose_nothing_and_resend_at_most_what_they_held(
 def assert_all_alive(cluster: Cluster) -> None:
     assert len(cluster.of("worker")) == 2  # the two restarted or spared, still up
     assert "Traceback" not in cluster.logs()
+
+
+def test_a_worker_stopped_with_sigterm_finishes_and_hands_back_its_claims(
+    postgres_db: Database, twilio: FakeTwilioProcess, tmp_path: Path
+) -> None:
+    db = postgres_db
+    env = {
+        **twilio.env(),
+        "TELEMED_SMS_RATE_PER_SECOND": "10000",
+        "TELEMED_OUTBOX_LEASE_SECONDS": str(LEASE_S),
+        "TELEMED_SEND_TIMEOUT_SECONDS": "2",
+    }
+    with running_cluster(db.url, tmp_path, env, {"worker": 2}) as cluster:
+        queue_messages(db)
+        time.sleep(0.8)
+        leaving = cluster.of("worker")[0]
+        leaving.proc.send_signal(signal.SIGTERM)
+        code = leaving.proc.wait(timeout=30)
+        left_behind = held_by(db, leaving.pid)
+        drain_s = wait_drained(db, timeout=120)
+
+    received = twilio.messages()
+    print(
+        f"\nSIGTERM mid-dispatch: exit {code}, {left_behind} rows left claimed, "
+        f"{len(received) - MESSAGES} duplicates; the rest drained in {drain_s:.1f} s"
+    )
+    assert code == 0
+    assert left_behind == 0  # finished its pass or handed the rows back
+    assert len(received) == MESSAGES  # so nothing went twice
+    assert {m["body"] for m in received} == {f"crash test {i}" for i in range(MESSAGES)}

@@ -80,6 +80,9 @@ def test_stdlib_and_structlog_lines_share_the_redacting_json_handler(
 ) -> None:
     stream = io.StringIO()
     configure("info", json=True, stream=stream, cache=False)
+    # uvicorn.Config sets its loggers' levels; an earlier test's server may have left
+    # uvicorn.error at WARNING in this process (`telemed serve` passes its level).
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO)
     structlog.contextvars.bind_contextvars(request_id="r1")
     try:
         get_logger("telemed.test").info("booked", name="Maria Lopez", appointment_id=7)
