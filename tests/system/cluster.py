@@ -159,6 +159,9 @@ class Cluster:
             "TELEMED_CLINIC_TIMEZONE": TZ,
             "TELEMED_SECRET_KEY": "system-test-secret-key-0123456789",
             "TELEMED_LOG_FORMAT": "json",
+            # Warnings and errors only: a line per request for 20,000 requests costs
+            # CPU the load test needs (tests/integration/test_phi_logs.py covers info).
+            "TELEMED_LOG_LEVEL": "warning",
             # Up to 9 processes and the other test worker under PostgreSQL's default
             # max_connections of 100.
             "TELEMED_DB_POOL_SIZE": "5",
