@@ -184,11 +184,29 @@ class Dispatcher:
         for job in jobs:
             groups.setdefault((job.channel, job.address), []).append(job)
         gate = asyncio.Semaphore(self.concurrency)
-        results = await asyncio.gather(
-            *(self._send_group(group, gate) for group in groups.values())
-        )
-        outcomes = [outcome for group in results for outcome in group]
-        await asyncio.to_thread(self._record, outcomes)
+        finished: list[_Outcome] = []
+        news = asyncio.Event()
+
+        async def send(group: list[_Job]) -> None:
+            finished.extend(await self._send_group(group, gate))  # one address's, together
+            news.set()
+
+        # Outcomes are written while the other sends go on, a batch per
+        # transaction (whatever finished meanwhile): a worker killed mid-pass
+        # leaves unrecorded only what was in flight or had just finished, and
+        # each unrecorded send is sent again after the lease.
+        sending = asyncio.gather(*(send(group) for group in groups.values()))
+        while True:
+            waiter = asyncio.ensure_future(news.wait())
+            await asyncio.wait({sending, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            news.clear()
+            batch, finished[:] = finished[:], []
+            if batch:
+                await asyncio.to_thread(self._record, batch)
+            if sending.done() and not finished:
+                break
+        sending.result()  # a failure in sending, if any, after recording the rest
         return len(jobs)
 
     async def run_forever(
