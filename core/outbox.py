@@ -209,12 +209,9 @@ def mark_failed(
     Every failure counts toward ``max_attempts``, a provider's 429 included;
     ``not_before`` (now + the 429's retry_after) puts the retry no sooner.
     """
-    row = session.get(OutboxMessage, outbox_id)
+    row = _unclaimed(session, outbox_id, error)
     if row is None:
         return "missing"
-    row.error = error[:200]
-    row.claimed_until = None
-    row.claimed_by = None
     if retryable and row.attempts < max_attempts:
         row.status = "pending"
         retry_at = now + timedelta(seconds=min(2**row.attempts * 5, 3600))
@@ -236,12 +233,9 @@ def mark_unavailable(
     """The provider was down (5xx, timed out, unreachable): try again at
     ``retry_at`` without using up one of the row's tries, until the row is
     ``give_up`` old; returns the new status."""
-    row = session.get(OutboxMessage, outbox_id)
+    row = _unclaimed(session, outbox_id, error)
     if row is None:
         return "missing"
-    row.error = error[:200]
-    row.claimed_until = None
-    row.claimed_by = None
     if now - row.created_at >= give_up:
         row.status = "failed"
     else:
@@ -249,6 +243,16 @@ def mark_unavailable(
         row.attempts = max(0, row.attempts - 1)
         row.next_attempt_at = retry_at
     return row.status
+
+
+def _unclaimed(session: Session, outbox_id: int, error: str) -> OutboxMessage | None:
+    """The row, its claim ended and the failure noted (None: it is gone)."""
+    row = session.get(OutboxMessage, outbox_id)
+    if row is not None:
+        row.error = error[:200]
+        row.claimed_until = None
+        row.claimed_by = None
+    return row
 
 
 def release_claims(session: Session, worker: str, *, now: datetime) -> int:

@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bots.dispatcher import Dispatcher
 from bots.scheduler import run_tick, tick_jobs
@@ -16,7 +16,7 @@ from core.clock import FixedClock
 from core.db import Database
 from core.demo import seed_demo
 from core.messages import Reply
-from core.models import Appointment, Notification, Practitioner
+from core.models import Appointment, Notification, OutboxMessage, Practitioner
 from core.patients import find_or_create_patient_by_phone
 from core.settings import Settings
 
@@ -132,3 +132,13 @@ class Clinic:
             found = session.get(Appointment, appointment_id)
             assert found is not None
             return found
+
+
+def outbox_idle(database: Database) -> bool:
+    """Nothing left to send: no outbox row pending or in flight (e2e tests wait
+    on this before concluding that no reply is coming)."""
+    with database.transaction() as session:
+        waiting = session.scalar(
+            select(func.count()).where(OutboxMessage.status.in_(("pending", "sending")))
+        )
+    return not waiting

@@ -19,6 +19,7 @@ from core.db import Database
 from core.demo import seed_demo
 from core.models import Appointment, InboundLog, OutboxMessage
 from core.settings import Settings
+from tests.clinic import outbox_idle
 from tests.fakes import twilio_server
 from tests.fakes.twilio_server import FakeTwilio
 
@@ -82,12 +83,7 @@ class Patient:
         return params
 
     def _outbox_idle(self) -> bool:
-        database: Database = self.client.app.state.db  # type: ignore[attr-defined]
-        with database.transaction() as session:
-            waiting = session.scalar(
-                select(func.count()).where(OutboxMessage.status.in_(("pending", "sending")))
-            )
-        return not waiting
+        return outbox_idle(self.client.app.state.db)  # type: ignore[attr-defined]
 
     def say(self, text: str, sid: str | None = None) -> str:
         before = len(self.fake.messages)
@@ -176,7 +172,6 @@ def test_the_same_message_sid_twice_is_answered_once(
 def test_status_callbacks_update_the_outbox(
     app: TestClient, fake_twilio: FakeTwilio, db: Database
 ) -> None:
-    from core.models import OutboxMessage
 
     ana = Patient(app, fake_twilio, "sms", "+15555550123")
     ana.say("hi")

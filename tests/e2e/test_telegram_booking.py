@@ -17,8 +17,9 @@ from bots.app import create_app
 from core.clock import FixedClock
 from core.db import Database
 from core.demo import seed_demo
-from core.models import Appointment, ChannelIdentity, OutboxMessage
+from core.models import Appointment, ChannelIdentity
 from core.settings import Settings
+from tests.clinic import outbox_idle
 from tests.fakes import telegram_server
 from tests.fakes.telegram_server import FakeTelegram, message_update
 
@@ -82,12 +83,7 @@ class Patient:
         return "\n".join(str(m.get("text", "")) for m in mine)
 
     def _outbox_idle(self) -> bool:
-        database: Database = self.client.app.state.db  # type: ignore[attr-defined]
-        with database.transaction() as session:
-            waiting = session.scalar(
-                select(func.count()).where(OutboxMessage.status.in_(("pending", "sending")))
-            )
-        return not waiting
+        return outbox_idle(self.client.app.state.db)  # type: ignore[attr-defined]
 
     def buttons(self) -> list[str]:
         return [b["text"] for b in self.fake.last_keyboard(self.chat_id)]

@@ -42,6 +42,15 @@ def twilio(tmp_path: Path) -> Iterator[FakeTwilioProcess]:
     fake.stop()
 
 
+def worker_env(twilio: FakeTwilioProcess) -> dict[str, str]:
+    return {
+        **twilio.env(),
+        "TELEMED_SMS_RATE_PER_SECOND": "10000",
+        "TELEMED_OUTBOX_LEASE_SECONDS": str(LEASE_S),
+        "TELEMED_SEND_TIMEOUT_SECONDS": "2",
+    }
+
+
 def queue_messages(db: Database) -> list[tuple[int, str, str]]:
     now = datetime.now(UTC)
     rows = []
@@ -88,12 +97,7 @@ def test_killed_workers_lose_nothing_and_resend_at_most_what_they_held(
     postgres_db: Database, twilio: FakeTwilioProcess, tmp_path: Path
 ) -> None:
     db = postgres_db
-    env = {
-        **twilio.env(),
-        "TELEMED_SMS_RATE_PER_SECOND": "10000",
-        "TELEMED_OUTBOX_LEASE_SECONDS": str(LEASE_S),
-        "TELEMED_SEND_TIMEOUT_SECONDS": "2",
-    }
+    env = worker_env(twilio)
     rng = random.Random(int(os.environ.get("SYSTEM_TEST_SEED", "8")))
     with running_cluster(db.url, tmp_path, env, {"worker": 2}) as cluster:
         started = time.monotonic()
@@ -159,12 +163,7 @@ def test_a_worker_stopped_with_sigterm_finishes_and_hands_back_its_claims(
     postgres_db: Database, twilio: FakeTwilioProcess, tmp_path: Path
 ) -> None:
     db = postgres_db
-    env = {
-        **twilio.env(),
-        "TELEMED_SMS_RATE_PER_SECOND": "10000",
-        "TELEMED_OUTBOX_LEASE_SECONDS": str(LEASE_S),
-        "TELEMED_SEND_TIMEOUT_SECONDS": "2",
-    }
+    env = worker_env(twilio)
     with running_cluster(db.url, tmp_path, env, {"worker": 2}) as cluster:
         queue_messages(db)
         time.sleep(0.8)
