@@ -296,6 +296,8 @@ def create_app(
         return Health(status="ok")
 
     _answer_503_while_the_database_is_down(app)
+    # First: routes match in order, and the provider webhooks are the hot path.
+    _mount_webhooks(app, settings, database, the_clock)
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(api_appointments.router, prefix="/api/v1")
     app.include_router(api_patients.router, prefix="/api/v1")
@@ -312,7 +314,6 @@ def create_app(
     app.include_router(video_router(auth))
     app.include_router(doctor_bot_router(auth))
     app.include_router(media_router(auth, build_senders(settings) if senders is None else senders))
-    _mount_webhooks(app, settings, database, the_clock)
     # Added last, so outermost: every line logged for a request carries its id,
     # and one access line per request replaces uvicorn's (see web.requestlog).
     app.add_middleware(RequestLogMiddleware)
