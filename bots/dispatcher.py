@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from bots.ratelimit import Limit, RateLimiter, RateLimits
 from channels.base import Channel, SendError
@@ -272,9 +272,11 @@ class Dispatcher:
             if not rows:
                 return []
             identities = _identities(session, rows)
+            kept = _drop_unconsented(rows, identities)
+            notices.prefetch(session, (row.payload for row in kept))
             jobs = []
-            for row in _drop_unconsented(rows, identities):
-                reply = _reply(session, row, now)
+            for row in kept:
+                reply = _reply(session, row, now, identities)
                 if reply is None:
                     row.status, row.claimed_until, row.error = (
                         "suppressed",
@@ -499,11 +501,16 @@ class Dispatcher:
 WHATSAPP_WINDOW = timedelta(hours=24)
 
 
-def _reply(session: Session, row: OutboxMessage, now: datetime) -> Reply | None:
+def _reply(
+    session: Session,
+    row: OutboxMessage,
+    now: datetime,
+    identities: dict[tuple[str, str], ChannelIdentity],
+) -> Reply | None:
     """The row's message; a scheduled notification is written now, from the
     appointment as it is (``None``: it no longer applies)."""
     if "notification" in row.payload:
-        return notices.render(session, row.payload, now)
+        return notices.render(session, row.payload, now, identities)
     return outbox.reply_of(row)
 
 
@@ -516,10 +523,12 @@ def _identities(
         {"sms"} if any(r.channel == "whatsapp" for r in rows) else set()
     )
     found = session.scalars(
-        select(ChannelIdentity).where(
+        select(ChannelIdentity)
+        .where(
             ChannelIdentity.address.in_({r.address for r in rows}),
             ChannelIdentity.channel.in_(channels),
         )
+        .options(selectinload(ChannelIdentity.patient))  # a notification's language
     )
     return {(i.channel, i.address): i for i in found}
 

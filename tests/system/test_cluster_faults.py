@@ -116,8 +116,8 @@ def test_thirty_seconds_of_provider_outage_lose_and_repeat_nothing(
 
         switch = threading.Thread(target=outage)
         switch.start()
-        # About 45 messages a second for about 40 s, the outage in the middle.
-        delivery = asyncio.run(patients.converse(script, twice=False, pause_s=6.5))
+        # About 50 messages a second for about 35 s, the outage (3 s to 33 s) across it.
+        delivery = asyncio.run(patients.converse(script, twice=False, pause_s=5.5))
         switch.join(timeout=120)
         wait_drained(db, timeout=60)
         recovered_s = timeline["drained"] - timeline["up"]

@@ -46,8 +46,10 @@ def cluster_env(twilio: FakeTwilioProcess) -> dict[str, str]:
         # A long code's 1 SMS a second would make this a test of patience.
         "TELEMED_SMS_RATE_PER_SECOND": "10000",
         "TELEMED_SCHEDULER_TICK_SECONDS": "5",
-        "TELEMED_OUTBOX_LEASE_SECONDS": "10",
-        "TELEMED_SEND_TIMEOUT_SECONDS": "2",
+        # A send that times out may still have reached Twilio (no idempotency key):
+        # a timeout long enough that a busy machine never hits it by accident.
+        "TELEMED_OUTBOX_LEASE_SECONDS": "25",
+        "TELEMED_SEND_TIMEOUT_SECONDS": "10",
     }
 
 

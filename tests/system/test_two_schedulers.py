@@ -39,10 +39,8 @@ from core.models import (
     table_of,
 )
 from core.settings import Settings
-from tests.fakes import twilio_server
-from tests.fakes.twilio_server import FakeTwilio
-
-fake_twilio = twilio_server.fake_twilio
+from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN
+from tests.system.cluster import FakeTwilioProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = "America/New_York"
@@ -164,7 +162,7 @@ async def drain(dispatcher: Dispatcher) -> int:
 
 
 def test_two_schedulers_send_each_reminder_once(
-    postgres_db: Database, clock: FixedClock, fake_twilio: FakeTwilio
+    postgres_db: Database, clock: FixedClock, tmp_path: Path
 ) -> None:
     db = postgres_db
     now = clock.now()
@@ -197,27 +195,37 @@ def test_two_schedulers_send_each_reminder_once(
     assert sorted(queued_for) == sorted(phone(n) for n in range(PATIENTS))
     assert outbox_rows == PATIENTS
 
-    settings = Settings(
-        database_url=db.url,
-        clinic_timezone=TZ,
-        twilio_account_sid=fake_twilio.account_sid,
-        twilio_auth_token=fake_twilio.auth_token,
-        twilio_api_base_url=fake_twilio.base_url,
-        twilio_sms_from=SMS_FROM,
-        sms_rate_per_second=10_000,
-    )
-    dispatcher = Dispatcher(
-        db, build_twilio_channels(settings), clock, rate_limits=RateLimits.from_settings(settings)
-    )
-    started = time.monotonic()
-    assert asyncio.run(drain(dispatcher)) == PATIENTS
-    print(f"dispatched {PATIENTS} in {time.monotonic() - started:.1f} s")
+    # Twilio is another machine: its fake runs in a process of its own, so it
+    # does not share this process's interpreter with the dispatcher.
+    fake_twilio = FakeTwilioProcess(tmp_path)
+    try:
+        settings = Settings(
+            database_url=db.url,
+            clinic_timezone=TZ,
+            twilio_account_sid=ACCOUNT_SID,
+            twilio_auth_token=AUTH_TOKEN,
+            twilio_api_base_url=fake_twilio.base_url,
+            twilio_sms_from=SMS_FROM,
+            sms_rate_per_second=10_000,
+        )
+        dispatcher = Dispatcher(
+            db,
+            build_twilio_channels(settings),
+            clock,
+            rate_limits=RateLimits.from_settings(settings),
+        )
+        started = time.monotonic()
+        assert asyncio.run(drain(dispatcher)) == PATIENTS
+        print(f"dispatched {PATIENTS} in {time.monotonic() - started:.1f} s")
+        messages = fake_twilio.messages()
+    finally:
+        fake_twilio.stop()
 
-    received = Counter(m["to"] for m in fake_twilio.messages)
+    received = Counter(m["to"] for m in messages)
     assert len(received) == PATIENTS
     assert set(received) == {phone(n) for n in range(PATIENTS)}
     assert max(received.values()) == 1
-    assert all("Riverside Family Clinic" in m["body"] for m in fake_twilio.messages)
+    assert all("Riverside Family Clinic" in m["body"] for m in messages)
     with db.transaction() as session:
         statuses = dict(
             session.execute(

@@ -42,12 +42,14 @@ def twilio(tmp_path: Path) -> Iterator[FakeTwilioProcess]:
     fake.stop()
 
 
-def worker_env(twilio: FakeTwilioProcess) -> dict[str, str]:
+def worker_env(twilio: FakeTwilioProcess, *, lease_s: int = LEASE_S) -> dict[str, str]:
+    # The lease is short so a killed worker's rows come back quickly; a send
+    # timeout (one more way to send twice) gets the rest of it.
     return {
         **twilio.env(),
         "TELEMED_SMS_RATE_PER_SECOND": "10000",
-        "TELEMED_OUTBOX_LEASE_SECONDS": str(LEASE_S),
-        "TELEMED_SEND_TIMEOUT_SECONDS": "2",
+        "TELEMED_OUTBOX_LEASE_SECONDS": str(lease_s),
+        "TELEMED_SEND_TIMEOUT_SECONDS": str((lease_s - 5) / 2),
     }
 
 
@@ -163,7 +165,7 @@ def test_a_worker_stopped_with_sigterm_finishes_and_hands_back_its_claims(
     postgres_db: Database, twilio: FakeTwilioProcess, tmp_path: Path
 ) -> None:
     db = postgres_db
-    env = worker_env(twilio)
+    env = worker_env(twilio, lease_s=25)  # nothing may time out and go twice here
     with running_cluster(db.url, tmp_path, env, {"worker": 2}) as cluster:
         queue_messages(db)
         time.sleep(0.8)
