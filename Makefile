@@ -50,9 +50,10 @@ lint: $(VENV)/.installed-dev
 # pytest exits 5 when it collects no test; make treats that as a failure, as it should.
 # Two pytest-xdist workers, each with its own SQLite files and PostgreSQL database
 # (tests/conftest.py), whole files per worker; TEST_WORKERS=0 runs it serially.
+# The 25 slowest tests are listed at the end: CI must stay under 15 minutes.
 TEST_WORKERS ?= 3
 test: lint
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 clean-venv:
 	rm -rf $(VENV)
