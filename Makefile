@@ -48,7 +48,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/lint-imports
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as it should.
-# Two pytest-xdist workers, each with its own SQLite files and PostgreSQL database
+# Three pytest-xdist workers, each with its own SQLite files and PostgreSQL database
 # (tests/conftest.py), whole files per worker; TEST_WORKERS=0 runs it serially.
 # The 25 slowest tests are listed at the end: CI must stay under 15 minutes.
 TEST_WORKERS ?= 3

@@ -32,6 +32,7 @@ MESSAGES = 5_000
 PATIENTS = 1_000
 KILLS = 3
 LEASE_S = 10
+STOP_MESSAGES = 1_500  # enough to be mid-dispatch when SIGTERM comes
 
 
 @pytest.fixture
@@ -53,10 +54,10 @@ def worker_env(twilio: FakeTwilioProcess, *, lease_s: int = LEASE_S) -> dict[str
     }
 
 
-def queue_messages(db: Database) -> list[tuple[int, str, str]]:
+def queue_messages(db: Database, count: int = MESSAGES) -> list[tuple[int, str, str]]:
     now = datetime.now(UTC)
     rows = []
-    for i in range(MESSAGES):
+    for i in range(count):
         rows.append(
             {
                 "channel": "sms",
@@ -167,7 +168,7 @@ def test_a_worker_stopped_with_sigterm_finishes_and_hands_back_its_claims(
     db = postgres_db
     env = worker_env(twilio, lease_s=25)  # nothing may time out and go twice here
     with running_cluster(db.url, tmp_path, env, {"worker": 2}) as cluster:
-        queue_messages(db)
+        queue_messages(db, STOP_MESSAGES)
         time.sleep(0.8)
         leaving = cluster.of("worker")[0]
         leaving.proc.send_signal(signal.SIGTERM)
@@ -178,9 +179,9 @@ def test_a_worker_stopped_with_sigterm_finishes_and_hands_back_its_claims(
     received = twilio.messages()
     print(
         f"\nSIGTERM mid-dispatch: exit {code}, {left_behind} rows left claimed, "
-        f"{len(received) - MESSAGES} duplicates; the rest drained in {drain_s:.1f} s"
+        f"{len(received) - STOP_MESSAGES} duplicates; the rest drained in {drain_s:.1f} s"
     )
     assert code == 0
     assert left_behind == 0  # finished its pass or handed the rows back
-    assert len(received) == MESSAGES  # so nothing went twice
-    assert {m["body"] for m in received} == {f"crash test {i}" for i in range(MESSAGES)}
+    assert len(received) == STOP_MESSAGES  # so nothing went twice
+    assert {m["body"] for m in received} == {f"crash test {i}" for i in range(STOP_MESSAGES)}
