@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, case, func, literal_column, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from core import outbox
 from core.models import Appointment, Notification, OutboxMessage
 
 MAX_WEEKS = 104
@@ -50,7 +51,6 @@ REMINDER_ANSWERS = (CONFIRM, RESCHEDULE, CANCEL)
 FILL = "take"  # a waitlist offer answered "take" booked the slot
 # Appointment statuses of a visit that was due once its start passed.
 VISIT_STATUSES = ("completed", "no_show", "booked", "confirmed")
-OUTBOX_WAITING = ("pending", "sending")
 _KINDS = ("reminder", "waitlist_offer")
 
 
@@ -218,7 +218,7 @@ def totals(session: Session, *, now: datetime) -> Totals:
 
     o = OutboxMessage
     pending, oldest = session.execute(
-        select(func.count(), func.min(o.created_at)).where(o.status.in_(OUTBOX_WAITING))
+        select(func.count(), func.min(o.created_at)).where(o.status.in_(outbox.WAITING))
     ).one()
     age = 0.0
     if oldest is not None:

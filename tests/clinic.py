@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from bots.dispatcher import Dispatcher
 from bots.scheduler import run_tick, tick_jobs
-from core import scheduling
+from core import outbox, scheduling
 from core.clock import FixedClock
 from core.db import Database
 from core.demo import seed_demo
@@ -139,6 +139,6 @@ def outbox_idle(database: Database) -> bool:
     on this before concluding that no reply is coming)."""
     with database.transaction() as session:
         waiting = session.scalar(
-            select(func.count()).where(OutboxMessage.status.in_(("pending", "sending")))
+            select(func.count()).where(OutboxMessage.status.in_(outbox.WAITING))
         )
     return not waiting

@@ -80,10 +80,9 @@ class Node:
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far (Linux /proc)."""
         try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return _cpu_seconds(Path(f"/proc/{self.pid}/stat").read_text())
         except OSError:
             return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def tail(self, lines: int = 30) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -438,9 +437,14 @@ def postgres_cpu_seconds() -> float:
             text = stat.read_text()
             name = text[text.index("(") + 1 : text.rindex(")")]
             if name.startswith("postgres"):
-                fields = text.rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                total += _cpu_seconds(text)
     return total
+
+
+def _cpu_seconds(stat: str) -> float:
+    """utime + stime of a /proc/PID/stat line, in seconds (the fields after the name)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -29,6 +29,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from core import outbox
 from core.db import Database
 from core.demo import seed_demo
 from core.models import InboundLog, OutboxMessage
@@ -68,7 +69,7 @@ def waiting_since(db: Database, instant: datetime) -> int:
         return int(
             session.scalar(
                 select(func.count()).where(
-                    OutboxMessage.status.in_(("pending", "sending")),
+                    OutboxMessage.status.in_(outbox.WAITING),
                     OutboxMessage.created_at <= instant,
                 )
             )

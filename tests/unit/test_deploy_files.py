@@ -299,8 +299,18 @@ def test_the_built_package_ships_every_data_file(tmp_path: Path) -> None:
     static file, catalog and migration must be in it, or a role fails at start-up."""
     import zipfile
 
+    # Built from a copy: setuptools leaves build/ beside the sources it builds,
+    # and a stale build/lib in the checkout would ship files that are gone.
+    source = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for package in ("core", "flows", "channels", "web", "bots"):
+        shutil.copytree(
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(source)],
         check=True,
         capture_output=True,
     )
