@@ -229,6 +229,55 @@ async def _headless(db: Database, settings: Settings, role: str, host: str = "12
             metrics.close()
 
 
+# -- rasa-actions ---------------------------------------------------------------
+
+
+@app.command("rasa-actions")
+def rasa_actions(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 5055,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Sanic worker processes.")] = 1,
+    no_migrate: Annotated[
+        bool, typer.Option("--no-migrate", help="Do not apply pending migrations first.")
+    ] = False,
+) -> None:
+    """Run the Rasa action server: a clinic's Rasa assistant books, reschedules
+    and cancels through this service (needs the rasa extra; docs/rasa.md)."""
+    try:
+        from bots.rasa_actions import server
+    except ImportError as exc:
+        raise CliError(
+            f"the Rasa action server needs the rasa extra ({exc.name} is missing): "
+            "pip install -e '.[rasa]'"
+        ) from None
+    settings = _settings()
+    db = _database(settings)
+    if no_migrate:
+        from core import migrate
+
+        if migrate.pending(db.engine):
+            print("database: migrations pending (serving anyway: --no-migrate)", file=sys.stderr)
+    elif _upgrade(db):
+        print(f"database: migrations applied ({_safe_url(db)})")
+    db.dispose()
+    token = settings.rasa_actions_token
+    if token is None and host not in ("127.0.0.1", "::1", "localhost"):
+        print(
+            f"warning: listening on {host} without TELEMED_RASA_ACTIONS_TOKEN: anyone who can "
+            "reach this port can book as any patient",
+            file=sys.stderr,
+        )
+    print(
+        f"telemed: Rasa action server on http://{host}:{port}/webhook "
+        f"(sender ids: {settings.rasa_sender_ids}); Ctrl-C stops it",
+        flush=True,
+    )
+    try:
+        server.serve(host, port, token=token, workers=workers)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port} ({exc})") from None
+
+
 # -- demo ----------------------------------------------------------------------
 
 

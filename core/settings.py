@@ -164,6 +164,15 @@ class Settings(BaseSettings):
     # numbers) on this port; unset: no HTTP listener in those roles.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
+    # The Rasa action server (`telemed rasa-actions`, docs/rasa.md). What Rasa's
+    # sender ids are: "rasa" (its own conversation ids: patients of their own),
+    # "phone" (Rasa's Twilio connectors: the same patient as that number's SMS
+    # or WhatsApp here) or "telegram" (Rasa's Telegram connector: chat ids).
+    rasa_sender_ids: Literal["rasa", "phone", "telegram"] = "rasa"
+    # When set, calls to /webhook and /actions must carry it (endpoints.yml's
+    # action_endpoint token); the action server books as any sender it is told.
+    rasa_actions_token: str | None = None
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -221,12 +230,17 @@ class Settings(BaseSettings):
             raise ValueError("must be channel:address, like sms:+15555550100 or telegram:123456")
         return f"{channel}:{address.strip()}"
 
+    @field_validator("rasa_actions_token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
     @field_validator("default_region")
     @classmethod
     def _region(cls, value: str) -> str:
         return value.upper()
 
-    @field_validator("log_format", "log_level", mode="before")
+    @field_validator("log_format", "log_level", "rasa_sender_ids", mode="before")
     @classmethod
     def _case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

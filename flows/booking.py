@@ -51,7 +51,7 @@ def _local_day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
 
 
-def _window_from_when(when: When) -> tuple[datetime, datetime]:
+def window_from_when(when: When) -> tuple[datetime, datetime]:
     """The range of start times a patient's words allow."""
     start = when.start
     if when.end is not None:
@@ -87,7 +87,7 @@ def named_practitioners(ctx: Ctx, text: str) -> list[Practitioner]:
 
 
 def remember_when(ctx: Ctx, when: When) -> None:
-    lo, hi = _window_from_when(when)
+    lo, hi = window_from_when(when)
     ctx.data["window"] = [_iso(lo), _iso(hi), when.grain]
 
 
@@ -351,6 +351,15 @@ def _phone(ctx: Ctx) -> str | None:
     return address if ctx.message.channel in ("sms", "whatsapp") else None
 
 
+def valid_name(text: str) -> str | None:
+    """A patient's full name as typed, tidied; None when it cannot be a name."""
+    name = " ".join(text.split())
+    letters = sum(c.isalpha() for c in name)
+    if letters < 2 or len(name) > 100 or any(c.isdigit() for c in name):
+        return None
+    return name
+
+
 class AskName:
     name = "booking.name"
 
@@ -358,9 +367,8 @@ class AskName:
         return [ctx.ask(with_notice(notice, ctx.t("register.name")))]
 
     def handle(self, ctx: Ctx, text: str) -> Outcome:
-        name = " ".join(text.split())
-        letters = sum(c.isalpha() for c in name)
-        if letters < 2 or len(name) > 100 or any(c.isdigit() for c in name):
+        name = valid_name(text)
+        if name is None:
             return Outcome.stay(ctx.t("register.name_again"))
         ctx.data["name"] = name
         return Outcome.go("booking.dob")

@@ -11,10 +11,8 @@ was under way is paused, not lost: the patient can carry on afterwards.
 
 from __future__ import annotations
 
-from core import outbox
-from core.i18n import t
+from core.alerts import emergency_numbers, raise_red_flag
 from core.messages import Reply
-from core.models import Alert
 from core.nlu.redflags import RedFlag
 from flows import intake
 from flows.context import Ctx, Outcome, fold
@@ -26,10 +24,7 @@ CONTINUE_WORDS = {"continue", "carry on", "seguir", "continuar", "sigamos"}
 
 def numbers(ctx: Ctx) -> tuple[str, str]:
     """(emergency number, crisis line): the clinic's own, else the service's."""
-    return (
-        ctx.clinic.emergency_number or ctx.settings.emergency_number,
-        ctx.clinic.crisis_line or ctx.settings.crisis_line,
-    )
+    return emergency_numbers(ctx.clinic, ctx.settings)
 
 
 def interrupt(ctx: Ctx, flags: tuple[RedFlag, ...], inbound_id: int | None) -> list[Reply]:
@@ -53,41 +48,19 @@ def interrupt(ctx: Ctx, flags: tuple[RedFlag, ...], inbound_id: int | None) -> l
 def raise_alert(
     ctx: Ctx, flags: tuple[RedFlag, ...], inbound_id: int | None, appointment_id: int | None
 ) -> None:
-    rules = sorted({f.rule for f in flags})
-    ctx.session.add(
-        Alert(
-            clinic_id=ctx.clinic.id,
-            kind="red_flag",
-            level="emergency",
-            patient_id=ctx.identity.patient_id,
-            appointment_id=appointment_id,
-            channel=ctx.message.channel,
-            address=ctx.message.address,
-            inbound_id=inbound_id,
-            rules=rules,
-            text=ctx.message.text,
-            status="open",
-            created_at=ctx.now,
-        )
+    raise_red_flag(
+        ctx.session,
+        ctx.settings,
+        ctx.clinic,
+        rules=[f.rule for f in flags],
+        patient_id=ctx.identity.patient_id,
+        channel=ctx.message.channel,
+        address=ctx.message.address,
+        text=ctx.message.text,
+        now=ctx.now,
+        inbound_id=inbound_id,
+        appointment_id=appointment_id,
     )
-    target = ctx.settings.oncall_address
-    if target:
-        channel, _, address = target.partition(":")
-        # Minimum necessary: which rules and where, not the patient's words or number.
-        text = t(
-            ctx.clinic.default_language,
-            "alert.oncall",
-            clinic=ctx.clinic.name,
-            rules=", ".join(rules),
-            channel=ctx.message.channel,
-        )
-        outbox.enqueue(
-            ctx.session,
-            channel=channel,
-            address=address,
-            reply=Reply(text, purpose="alert"),
-            now=ctx.now,
-        )
 
 
 class AfterEmergency(Resume):

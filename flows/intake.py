@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from core import notices
+from core.alerts import emergency_numbers
 from core.i18n import format_when
 from core.intake import (
     MAX_TRIES,
@@ -340,7 +341,7 @@ def _finish(ctx: Ctx, row: IntakeResponse, q: Questionnaire, notice: str | None)
         return _alert_and_advise(ctx, row, triage)
     when = format_when(appointment.start_at, ctx.lang, ctx.tz)
     thanks = ctx.t("intake.done", name=appointment.practitioner.name, when=when)
-    number = ctx.clinic.emergency_number or ctx.settings.emergency_number
+    number = emergency_numbers(ctx.clinic, ctx.settings)[0]
     if triage.level == "urgent":
         local = appointment.start_at.astimezone(ZoneInfo(ctx.tz)).date()
         if local <= today:
@@ -390,7 +391,7 @@ def _alert_and_advise(
             created_at=ctx.now,
         )
     )
-    number = ctx.clinic.emergency_number or ctx.settings.emergency_number
+    number = emergency_numbers(ctx.clinic, ctx.settings)[0]
     return Outcome.end(ctx.t("emergency.text", number=number))
 
 
@@ -443,7 +444,7 @@ class SameDay:
             return Outcome.go("booking.day")
         if choice == "keep":
             when = format_when(appointment.start_at, ctx.lang, ctx.tz)
-            number = ctx.clinic.emergency_number or ctx.settings.emergency_number
+            number = emergency_numbers(ctx.clinic, ctx.settings)[0]
             return Outcome.end(
                 ctx.t("intake.kept", when=when, phone=ctx.clinic.phone or "-", number=number)
             )

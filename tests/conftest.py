@@ -28,6 +28,13 @@ from core.db import Database, make_engine
 from core.models import Base
 
 PG_URL = os.environ.get("TELEMED_TEST_POSTGRES_URL")
+
+# tests/rasa needs the rasa extra, which lives in its own environment
+# (.venv-rasa, `make test`); the main environment does not collect it.
+try:
+    import rasa_sdk  # noqa: F401
+except ImportError:
+    collect_ignore = ["rasa"]
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
 
 
@@ -72,7 +79,9 @@ def _worker_database(url: str, worker: str) -> str:
 def pg_migrated() -> str | None:
     if not PG_URL:
         return None
-    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under xdist only
+    # gw0, gw1, ... under xdist; TELEMED_TEST_DB_SUFFIX for a run beside it
+    # (`make test` runs tests/rasa in its own environment at the same time).
+    worker = os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("TELEMED_TEST_DB_SUFFIX")
     url = _worker_database(PG_URL, worker) if worker else PG_URL
     engine = make_engine(url)
     with engine.begin() as conn:

@@ -352,6 +352,17 @@ def test_chat_in_spanish(demo: Cli) -> None:
     assert "1. " in result.stdout
 
 
+def test_rasa_actions_without_the_extra_says_how_to_install_it(cli: Cli) -> None:
+    try:
+        import rasa_sdk  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("rasa-sdk is installed here; tests/rasa runs the server")
+    line = one_line_failure(cli("rasa-actions"))
+    assert "pip install -e '.[rasa]'" in line
+
+
 def test_chat_refuses_a_bad_number(demo: Cli) -> None:
     line = one_line_failure(demo("chat", "--channel", "sms", "--from", "not a number"))
     assert "--from" in line
