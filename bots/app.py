@@ -93,6 +93,9 @@ def channel_status(settings: Settings) -> list[tuple[str, bool, str]]:
     else:
         secret = "" if doctors.webhook_secret else f"; {doctors.secret_setting} unset!"
         status.append(("doctor bot", True, f"webhook {settings.public_url}{doctors.path}{secret}"))
+    if settings.rasa_url:  # said only when used: most clinics run no Rasa assistant
+        token = "" if settings.rasa_token else "; TELEMED_RASA_TOKEN unset"
+        status.append(("rasa", True, f"messages to {settings.rasa_url} trigger_intent{token}"))
     return status
 
 
@@ -104,10 +107,14 @@ def channel_banner(settings: Settings) -> list[str]:
 
 def build_senders(settings: Settings) -> dict[str, Channel]:
     """The provider channels this process can send through (those configured)."""
+    from channels.rasa import build_rasa_channel
     from channels.telegram import build_telegram_channel
     from channels.twilio import build_twilio_channels
 
     senders: dict[str, Channel] = dict(build_twilio_channels(settings))
+    rasa = build_rasa_channel(settings)
+    if rasa is not None:
+        senders[rasa.name] = rasa  # patients who only talk to the clinic's Rasa assistant
     telegram = build_telegram_channel(settings)
     if telegram is not None:
         senders["telegram"] = telegram

@@ -172,6 +172,11 @@ class Settings(BaseSettings):
     # When set, calls to /webhook and /actions must carry it (endpoints.yml's
     # action_endpoint token); the action server books as any sender it is told.
     rasa_actions_token: str | None = None
+    # The clinic's Rasa server (run with --enable-api), for the messages the
+    # clinic starts (reminders...) to patients who only talk to it; and its
+    # --auth-token. Unset: those patients get none (channels/rasa.py).
+    rasa_url: str | None = None
+    rasa_token: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -230,10 +235,17 @@ class Settings(BaseSettings):
             raise ValueError("must be channel:address, like sms:+15555550100 or telegram:123456")
         return f"{channel}:{address.strip()}"
 
-    @field_validator("rasa_actions_token")
+    @field_validator("rasa_actions_token", "rasa_token")
     @classmethod
     def _token(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @field_validator("rasa_url")
+    @classmethod
+    def _optional_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return cls._url(value.strip())
 
     @field_validator("default_region")
     @classmethod
