@@ -15,10 +15,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from ruamel.yaml import YAML
 
 from bots.rasa_actions.server import create_app
 from bots.rasa_actions.turn import Runtime, use_runtime
@@ -29,17 +31,16 @@ from tests.clinic import TZ, Clinic
 
 TOKEN = "rasa-test-token"
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_yaml(path: Path) -> Any:
+    return YAML(typ="safe").load(path.read_text())
+
+
 # What Rasa 3.x sends: the domain travels with the call (until a digest matches).
-DOMAIN: dict[str, Any] = {
-    "version": "3.1",
-    "session_config": {"session_expiration_time": 60, "carry_over_slots_to_new_session": True},
-    "intents": ["book", "choose_time", "reschedule", "choose_new_time", "cancel", "deny"],
-    "entities": ["practitioner", "time", "start_time", "practitioner_id", "appointment_id"],
-    "slots": {},
-    "responses": {},
-    "actions": [],
-    "forms": {"registration_form": {"required_slots": ["patient_name", "date_of_birth"]}},
-}
+# The example domain clinics start from (docs/rasa/domain.yml), as Rasa sends it.
+DOMAIN: dict[str, Any] = load_yaml(ROOT / "docs" / "rasa" / "domain.yml")
 
 
 class _Loop:
@@ -229,7 +230,17 @@ def server_loop(_server: tuple[_Loop, httpx.AsyncClient]) -> tuple[_Loop, httpx.
     return _server
 
 
-__all__ = ["DOMAIN", "TOKEN", "TZ", "ActionServer", "Reply", "Settings", "make_server"]
+__all__ = [
+    "DOMAIN",
+    "ROOT",
+    "TOKEN",
+    "TZ",
+    "ActionServer",
+    "Reply",
+    "Settings",
+    "load_yaml",
+    "make_server",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
