@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -55,7 +55,16 @@ from .slots import (
     text_of,
     wanted_time,
 )
-from .turn import NoClinic, Runtime, Turn, log, open_turn, run_in_transaction
+from .turn import (
+    NoClinic,
+    Runtime,
+    Turn,
+    latest_text,
+    log,
+    open_turn,
+    run_in_transaction,
+    runtime,
+)
 
 TIMES_SHOWN = 6
 PHARMACIES_SHOWN = 5
@@ -71,6 +80,12 @@ class Said:
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     events: list[EventType] = field(default_factory=list)
+    emergency: bool = False  # the red-flag answer, instead of the action's own
+
+    def deliver(self, dispatcher: CollectingDispatcher) -> list[EventType]:
+        for message in self.messages:
+            dispatcher.utter_message(**message)
+        return self.events
 
     def say(self, text: str, buttons: Sequence[dict[str, str]] = ()) -> None:
         message: dict[str, Any] = {"text": text}
@@ -120,39 +135,73 @@ class CoreAction(Action, ABC):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        def work(session: Session, rt: Runtime) -> Said:
-            turn = open_turn(session, rt, tracker, create=self.creates_identity)
+        def work(turn: Turn) -> Said:
             said = Said()
-            flags = detect_red_flags(turn.text) if turn.text else ()
-            if flags:
-                _emergency(turn, tracker, flags, said)
-            elif turn.sender_problem:
+            if turn.sender_problem:
                 said.say(turn.t("rasa.unknown_sender"))
             else:
                 self.act(turn, tracker, said)
             return said
 
-        try:
-            said = await run_in_transaction(work)
-        except (OperationalError, InterfaceError, PoolTimeout, NoClinic) as exc:
-            log.error("rasa_action_unavailable", action=self.name(), error=type(exc).__name__)
-            dispatcher.utter_message(text=t(_tracker_lang(tracker), "rasa.unavailable"))
-            return []
-        except Exception:  # noqa: BLE001 - a bug: the patient gets an answer, we the traceback
-            # rasa-sdk would answer 500 with the whole request (the patient's words) in it.
-            log.exception("rasa_action_failed", action=self.name())
-            dispatcher.utter_message(text=t(_tracker_lang(tracker), "rasa.failed"))
-            return []
-        for message in said.messages:
-            dispatcher.utter_message(**message)
-        return said.events
+        said = await run_turn(self.name(), tracker, work, create=self.creates_identity)
+        return said.deliver(dispatcher)
 
 
-def _emergency(turn: Turn, tracker: Tracker, flags: tuple[RedFlag, ...], said: Said) -> None:
-    """The emergency answer, and one alert for staff per message."""
-    number, crisis = emergency_numbers(turn.clinic, turn.settings)
-    key = "emergency.crisis" if any(f.kind == "crisis" for f in flags) else "emergency.text"
-    said.say(turn.t(key, number=number, crisis=crisis))
+async def run_turn(
+    action: str, tracker: Tracker, work: Callable[[Turn], Said], *, create: bool
+) -> Said:
+    """``work`` in one transaction, unless the message trips a red flag (which
+    wins). The database being down, or a bug, is an apology to the patient;
+    a red flag is answered even then."""
+    text = latest_text(tracker)
+    flags = detect_red_flags(text) if text else ()
+
+    def call(session: Session, rt: Runtime) -> Said:
+        turn = open_turn(session, rt, tracker, create=create)
+        if flags:
+            said = Said(emergency=True)
+            number, crisis = emergency_numbers(turn.clinic, rt.settings)
+            said.say(_emergency_text(turn.lang, flags, number, crisis, alerted=True))
+            _alert(turn, tracker, flags)
+            return said
+        return work(turn)
+
+    try:
+        return await run_in_transaction(call)
+    except (OperationalError, InterfaceError, PoolTimeout, NoClinic) as exc:
+        log.error("rasa_action_unavailable", action=action, error=type(exc).__name__)
+        failure = "rasa.unavailable"
+    except Exception:  # noqa: BLE001 - a bug: the patient gets an answer, we the traceback
+        # rasa-sdk would answer 500 with the whole request (the patient's words) in it.
+        log.exception("rasa_action_failed", action=action)
+        failure = "rasa.failed"
+    said = Said(emergency=bool(flags))
+    lang = _tracker_lang(tracker)
+    if flags:
+        log.error("rasa_red_flag_alert_not_recorded", rules=sorted({f.rule for f in flags}))
+        settings = runtime().settings
+        number, crisis = settings.emergency_number, settings.crisis_line
+        said.say(_emergency_text(lang, flags, number, crisis, alerted=False))
+    else:
+        said.say(t(lang, failure))
+    return said
+
+
+def _emergency_text(
+    lang: str, flags: tuple[RedFlag, ...], number: str, crisis: str, *, alerted: bool
+) -> str:
+    """The service's emergency answer; without "I've alerted the clinic's
+    staff" when the alert could not be recorded."""
+    crisis_kind = any(f.kind == "crisis" for f in flags)
+    if alerted:
+        key = "emergency.crisis" if crisis_kind else "emergency.text"
+    else:
+        key = "rasa.crisis_unrecorded" if crisis_kind else "rasa.emergency_unrecorded"
+    return t(lang, key, number=number, crisis=crisis)
+
+
+def _alert(turn: Turn, tracker: Tracker, flags: tuple[RedFlag, ...]) -> None:
+    """One alert for staff per message (Rasa may run several actions on one)."""
     if turn.identity is not None:
         channel, address = turn.identity.channel, turn.identity.address
     else:
@@ -194,13 +243,20 @@ def _everyone(turn: Turn) -> list[Practitioner]:
 
 
 def _practitioner(turn: Turn, tracker: Tracker, said: Said) -> Practitioner | None:
-    """The practitioner the slots name; otherwise asks which (and returns None)."""
-    chosen = slot_id(tracker, "practitioner_id")
+    """The practitioner the patient means; otherwise asks which (and returns None).
+
+    What the latest message says wins over what the slots remember from
+    earlier: a tapped button (``practitioner_id``), then a name or specialty
+    said now, then the remembered id, then a remembered name or specialty.
+    """
+    said_now = latest_entity(tracker, "practitioner") or latest_entity(tracker, "specialty")
+    tapped = latest_entity(tracker, "practitioner_id") is not None
+    chosen = slot_id(tracker, "practitioner_id") if tapped or not said_now else None
     if chosen is not None:
         p = turn.session.get(Practitioner, chosen)
         if p is not None and p.active:
             return p
-    query = slot_text(tracker, "practitioner") or slot_text(tracker, "specialty")
+    query = said_now or slot_text(tracker, "practitioner") or slot_text(tracker, "specialty")
     if query is None:
         _ask_who(turn, said, turn.t("rasa.who"), _everyone(turn))
         return None
@@ -322,11 +378,13 @@ def _which_appointment(
         said.set("appointment_id", None)
         said.say(turn.t("rasa.no_appointments"))
         return None, False
-    chosen = slot_id(tracker, "appointment_id")
+    # Only an appointment picked in this message counts: the slot may still hold
+    # one booked or picked earlier in the conversation.
     named_now = latest_entity(tracker, "appointment_id") is not None
+    chosen = slot_id(tracker, "appointment_id") if named_now else None
     for a in items:
         if a.id == chosen:
-            return a, named_now
+            return a, True
     if len(items) == 1:
         return items[0], False
     said.set("appointment_id", None)
@@ -701,6 +759,16 @@ class ValidateRegistrationForm(FormValidationAction):
     def name(self) -> str:
         return "validate_" + REGISTRATION_FORM
 
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        if latest_text(tracker) and detect_red_flags(latest_text(tracker)):
+            said = await run_turn(self.name(), tracker, lambda _turn: Said(), create=False)
+            # The words were no name or date: ask for them again afterwards.
+            cleared = [SlotSet(slot, None) for slot in tracker.slots_to_validate()]
+            return [*said.deliver(dispatcher), *cleared]
+        return await super().run(dispatcher, tracker, domain)
+
     async def validate_patient_name(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
@@ -720,7 +788,7 @@ class ValidateRegistrationForm(FormValidationAction):
             dispatcher.utter_message(text=t(lang, "register.dob_unreadable"))
             return {"date_of_birth": None}
         try:
-            today = datetime.now(UTC).date()
+            today = runtime().clock.now().date()
             born = parse_dob(text[:100], lang, today)
         except DobError as exc:
             dispatcher.utter_message(text=t(lang, f"register.dob_{exc}"))

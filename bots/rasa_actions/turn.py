@@ -27,6 +27,7 @@ from core.models import ChannelIdentity, Clinic, Patient
 from core.nlu import detect_language
 from core.patients import default_clinic, get_or_create_identity
 from core.settings import Settings, load_settings
+from flows.engine import MAX_READ
 
 from .senders import UnknownSender, identity_key
 
@@ -95,6 +96,13 @@ class Turn:
         return self.session.get(Patient, self.identity.patient_id)
 
 
+def latest_text(tracker: Any) -> str:
+    """The patient's latest message as the engine reads it: spaces folded, and
+    only the first MAX_READ characters (all of it is Rasa's to keep)."""
+    text = str((tracker.latest_message or {}).get("text") or "")
+    return " ".join(text.split())[:MAX_READ]
+
+
 class NoClinic(RuntimeError):
     """The database has no clinic: run ``telemed demo`` or create one."""
 
@@ -121,7 +129,7 @@ def open_turn(session: Session, rt: Runtime, tracker: Any, *, create: bool) -> T
     if clinic is None:
         raise NoClinic("no clinic in the database: run `telemed demo` or create one")
     now = rt.clock.now()
-    text = str((tracker.latest_message or {}).get("text") or "")
+    text = latest_text(tracker)
     identity: ChannelIdentity | None = None
     problem: str | None = None
     try:

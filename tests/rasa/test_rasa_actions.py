@@ -440,6 +440,36 @@ def test_red_flags_win_over_booking(rasa: ActionServer) -> None:
     assert _count(rasa, Alert) == 1
 
 
+def test_red_flags_win_inside_the_registration_form(rasa: ActionServer) -> None:
+    text = "my chest hurts so much and my left arm is numb"
+    reply = rasa.call(
+        "validate_registration_form",
+        {"requested_slot": "patient_name"},
+        extracted={"patient_name": text},
+        text=text,
+    )
+    assert "This may be an emergency" in reply.text
+    assert reply.slots == {"patient_name": None}  # the words were no name
+    assert _count(rasa, Alert, Alert.kind == "red_flag") == 1
+
+
+def test_red_flags_are_answered_even_with_the_database_down(
+    server_loop: Any, clock: FixedClock
+) -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:9/none?connect_timeout=1"
+    use_runtime(Runtime(Settings(database_url=url), Database(url), clock))
+    try:
+        loop, client = server_loop
+        reply = ActionServer(loop, client).call(
+            "action_book_appointment", text="crushing chest pain, can't breathe"
+        )
+    finally:
+        use_runtime(None)
+    assert reply.status == 200
+    assert reply.text.startswith("This may be an emergency. Call 911 now")
+    assert "alerted" not in reply.text  # no alert could be recorded: no such promise
+
+
 def test_crisis_words_get_the_crisis_line_in_spanish(rasa: ActionServer) -> None:
     reply = rasa.call(
         "action_my_appointments", {"language": "es"}, text="ya no quiero vivir, quiero matarme"
@@ -487,6 +517,37 @@ def test_missing_slots_ask_for_what_is_missing(rasa: ActionServer) -> None:
     assert "Please pick" in bad_time.text
     assert bad_time.buttons
     assert _count(rasa, Appointment) == 0
+
+
+def test_what_the_patient_says_now_wins_over_remembered_slots(rasa: ActionServer) -> None:
+    clinic = rasa.clinic
+    assert clinic is not None
+    okafor, ruiz = clinic.practitioner("Okafor"), clinic.practitioner("Ruiz")
+    remembered = {"practitioner_id": str(okafor), "practitioner": "Ruiz"}
+    now_ruiz = rasa.call(
+        "action_find_slots",
+        remembered,
+        text="actually Dr Ruiz please",
+        entities=[{"entity": "practitioner", "value": "Ruiz"}],
+    )
+    assert now_ruiz.slots["practitioner_id"] == str(ruiz)
+    tapped = rasa.call(
+        "action_find_slots",
+        {"practitioner_id": str(okafor), "practitioner": "Ruiz"},
+        text=f'/book{{"practitioner_id": "{okafor}"}}',
+        entities=[{"entity": "practitioner_id", "value": str(okafor)}],
+    )
+    assert tapped.slots["practitioner_id"] == str(okafor)
+    # Two visits, and an appointment_id left from an earlier turn: which one?
+    first = _book(rasa, WED_10)
+    _book(rasa, WED_10 + timedelta(days=1))
+    which = rasa.call(
+        "action_reschedule_appointment",
+        {"appointment_id": first.slots["appointment_id"]},
+        text="move my appointment",
+    )
+    assert "Which appointment do you want to change?" in which.text
+    assert len(which.buttons) == 2
 
 
 def test_a_name_two_practitioners_share_asks_which(rasa: ActionServer) -> None:
