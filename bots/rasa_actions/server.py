@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from functools import partial
 
 from rasa_sdk import endpoint
@@ -92,6 +93,8 @@ def _configure_logging() -> None:
 
     settings = load_settings()
     configure(settings.log_level, json=settings.log_format == "json")
+    # rasa-sdk says so at INFO for every slot a domain lacks (we read optional ones).
+    logging.getLogger("rasa_sdk.interfaces").setLevel(logging.WARNING)
 
 
 def _app_for_worker(token: str | None) -> Sanic:
