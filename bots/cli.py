@@ -133,6 +133,19 @@ def _zone(name: str) -> Any:
 # -- serve ---------------------------------------------------------------------
 
 
+def _migrate_before_serving(db: Database, no_migrate: bool) -> None:
+    """Apply pending migrations and say so (``--no-migrate``: only warn)."""
+    if no_migrate:
+        from core import migrate
+
+        if migrate.pending(db.engine):
+            print("database: migrations pending (serving anyway: --no-migrate)", file=sys.stderr)
+    elif _upgrade(db):
+        print(f"database: migrations applied ({_safe_url(db)})")
+    else:
+        print(f"database: up to date ({_safe_url(db)})")
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -148,15 +161,7 @@ def serve(
     """Run the service (HTTP API, outbox dispatcher, scheduler)."""
     settings = _settings()
     db = _database(settings)
-    if no_migrate:
-        from core import migrate
-
-        if migrate.pending(db.engine):
-            print("database: migrations pending (serving anyway: --no-migrate)", file=sys.stderr)
-    elif _upgrade(db):
-        print(f"database: migrations applied ({_safe_url(db)})")
-    else:
-        print(f"database: up to date ({_safe_url(db)})")
+    _migrate_before_serving(db, no_migrate)
 
     from bots.app import channel_banner
 
@@ -252,13 +257,7 @@ def rasa_actions(
         ) from None
     settings = _settings()
     db = _database(settings)
-    if no_migrate:
-        from core import migrate
-
-        if migrate.pending(db.engine):
-            print("database: migrations pending (serving anyway: --no-migrate)", file=sys.stderr)
-    elif _upgrade(db):
-        print(f"database: migrations applied ({_safe_url(db)})")
+    _migrate_before_serving(db, no_migrate)
     db.dispose()
     token = settings.rasa_actions_token
     if token is None and host not in ("127.0.0.1", "::1", "localhost"):

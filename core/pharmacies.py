@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Boolean, ColumnElement, func, literal_column, or_, select
@@ -497,6 +497,24 @@ def open_now(
         return bool(parsed.is_open(when))
     except (ValueError, OverflowError, TypeError):
         return None
+
+
+class _HasHours(Protocol):
+    opening_hours: str | None
+    country: str | None
+    latitude: float
+    longitude: float
+
+
+def is_open(pharmacy: _HasHours, at: datetime, tz: str) -> bool | None:
+    """``open_now`` for a pharmacy row or a ``Found``, with its country and place."""
+    return open_now(
+        pharmacy.opening_hours,
+        at,
+        tz,
+        country=pharmacy.country,
+        coords=(pharmacy.latitude, pharmacy.longitude),
+    )
 
 
 @lru_cache(maxsize=4096)

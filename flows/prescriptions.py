@@ -228,13 +228,7 @@ class ChoosePharmacy:
         return rows
 
     def _open(self, ctx: Ctx, pharmacy: Pharmacy) -> str:
-        state = pharmacies.open_now(
-            pharmacy.opening_hours,
-            ctx.now,
-            ctx.clinic.timezone,
-            country=pharmacy.country,
-            coords=(pharmacy.latitude, pharmacy.longitude),
-        )
+        state = pharmacies.is_open(pharmacy, ctx.now, ctx.clinic.timezone)
         if state is None:
             return ctx.t("rx.hours_unknown")
         return ctx.t("rx.open") if state else ctx.t("rx.closed")

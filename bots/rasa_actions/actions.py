@@ -696,13 +696,7 @@ class FindPharmacy(CoreAction):
             return
         lines = [turn.t("rx.nearest")]
         for number, f in enumerate(found, 1):
-            state = pharmacies.open_now(
-                f.opening_hours,
-                turn.now,
-                turn.clinic.timezone,
-                country=f.country,
-                coords=(f.latitude, f.longitude),
-            )
+            state = pharmacies.is_open(f, turn.now, turn.clinic.timezone)
             opened = {None: "rx.hours_unknown", True: "rx.open", False: "rx.closed"}[state]
             line = turn.t(
                 "rx.pharmacy_line",
