@@ -26,6 +26,7 @@ from sqlalchemy import func, insert, select
 from core.db import Database
 from core.messages import Reply
 from core.models import OutboxMessage, table_of
+from core.outbox import WAITING
 from tests.system.cluster import Cluster, FakeTwilioProcess, phone, running_cluster, wait_drained
 
 MESSAGES = 5_000
@@ -33,6 +34,7 @@ PATIENTS = 1_000
 KILLS = 3
 LEASE_S = 10
 STOP_MESSAGES = 1_500  # enough to be mid-dispatch when SIGTERM comes
+TOP_UP = 1_000  # queued again if everything was sent before a kill could land
 
 
 @pytest.fixture
@@ -54,10 +56,13 @@ def worker_env(twilio: FakeTwilioProcess, *, lease_s: int = LEASE_S) -> dict[str
     }
 
 
-def queue_messages(db: Database, count: int = MESSAGES) -> list[tuple[int, str, str]]:
+def queue_messages(
+    db: Database, count: int = MESSAGES, *, first: int = 0
+) -> list[tuple[int, str, str]]:
+    """Queue ``count`` messages ("crash test <n>" from ``first``); (id, address, body) each."""
     now = datetime.now(UTC)
     rows = []
-    for i in range(count):
+    for i in range(first, first + count):
         rows.append(
             {
                 "channel": "sms",
@@ -70,16 +75,22 @@ def queue_messages(db: Database, count: int = MESSAGES) -> list[tuple[int, str, 
                 "created_at": now,
             }
         )
+    table = table_of(OutboxMessage)
     with db.transaction() as session:
-        session.execute(insert(table_of(OutboxMessage)), rows)
+        ids = session.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
         return [
-            (id_, address, f"crash test {i}")
-            for i, (id_, address) in enumerate(
-                session.execute(
-                    select(OutboxMessage.id, OutboxMessage.address).order_by(OutboxMessage.id)
-                )
-            )
+            (id_, row["address"], f"crash test {i}")
+            for i, (id_, row) in enumerate(zip(ids, rows, strict=True), start=first)
         ]
+
+
+def waiting(db: Database) -> int:
+    with db.transaction() as session:
+        return int(
+            session.scalar(select(func.count()).where(OutboxMessage.status.in_(WAITING))) or 0
+        )
 
 
 def held_by(db: Database, pid: int) -> int:
@@ -110,9 +121,13 @@ def test_killed_workers_lose_nothing_and_resend_at_most_what_they_held(
             time.sleep(rng.uniform(0.3, 1.2))
             # A worker in the middle of a pass (a restarted one may still be
             # starting): the kill must land while sends are in flight.
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             busy = []
             while not busy and time.monotonic() < deadline:
+                if not waiting(db):
+                    # A loaded machine restarts workers slowly: the others sent
+                    # everything first. More work, so this kill too lands mid-pass.
+                    queued += queue_messages(db, TOP_UP, first=len(queued))
                 busy = [w for w in cluster.of("worker") if held_by(db, w.pid)]
                 time.sleep(0 if busy else 0.02)
             victim = rng.choice(busy or cluster.of("worker"))
@@ -127,9 +142,9 @@ def test_killed_workers_lose_nothing_and_resend_at_most_what_they_held(
 
     received = twilio.messages()
     bodies = Counter(m["body"] for m in received)
-    duplicates = len(received) - MESSAGES
+    duplicates = len(received) - len(queued)
     print(
-        f"\n{MESSAGES} messages through 2 workers, {KILLS} kill -9s holding {in_flight} "
+        f"\n{len(queued)} messages through 2 workers, {KILLS} kill -9s holding {in_flight} "
         f"rows: {len(received)} sends, {duplicates} duplicates, all sent in {elapsed:.1f} s "
         f"(drained {drain_s:.1f} s after the last kill)"
     )
@@ -154,7 +169,7 @@ def test_killed_workers_lose_nothing_and_resend_at_most_what_they_held(
                 select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
             ).all()
         )
-    assert statuses == {"sent": MESSAGES}
+    assert statuses == {"sent": len(queued)}
 
 
 def assert_all_alive(cluster: Cluster) -> None:
