@@ -26,23 +26,25 @@ $(BIN)/python:
 
 # uv installs in seconds what pip takes a minute or more for (CI builds both
 # environments from scratch on every run); pip only installs uv itself.
+# --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set (CI),
+# every process and test subprocess would otherwise compile its imports anew.
 $(BIN)/uv: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.4'
 
 # Stamps: reinstall only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/uv
-	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/uv pip install --quiet -e .
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/uv pip install --quiet --compile-bytecode -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/uv
-	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/uv pip install --quiet -e '.[dev]'
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/uv pip install --quiet --compile-bytecode -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
 # The Rasa action server's own environment: rasa-sdk pins its own web stack
 # (pydantic among it), which must not change the service's.
 $(VENV_RASA)/.installed: pyproject.toml | $(BIN)/uv
 	$(BIN)/uv venv --quiet --allow-existing --python $(PYTHON) $(VENV_RASA)
-	VIRTUAL_ENV=$(abspath $(VENV_RASA)) $(BIN)/uv pip install --quiet -e '.[rasa]' \
+	VIRTUAL_ENV=$(abspath $(VENV_RASA)) $(BIN)/uv pip install --quiet --compile-bytecode -e '.[rasa]' \
 		'pytest>=8' 'pytest-timeout>=2.3'
 	touch $@
 
@@ -68,7 +70,10 @@ lint: $(VENV)/.installed-dev
 # The 25 slowest tests are listed at the end: CI must stay under 15 minutes.
 # Then tests/rasa, in .venv-rasa, on a PostgreSQL database of its own (test_rasa).
 TEST_WORKERS ?= 3
+# The project's own modules are compiled first: with PYTHONDONTWRITEBYTECODE set
+# (CI), each of the suite's many subprocesses would compile them again.
 test: lint $(VENV_RASA)/.installed
+	$(BIN)/python -m compileall -q -j 0 core flows channels web bots tests bench
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 	TELEMED_TEST_DB_SUFFIX=rasa $(VENV_RASA)/bin/pytest -q -p no:cacheprovider tests/rasa
 
