@@ -92,10 +92,27 @@ def pg_migrated() -> str | None:
     return url
 
 
+# The audit log refuses DELETE (a trigger keeps it append-only); TRUNCATE it.
+_APPEND_ONLY = {"audit_log"}
+_EMPTY_PG = [
+    text(f"TRUNCATE {t.name}" if t.name in _APPEND_ONLY else f"DELETE FROM {t.name}")
+    for t in reversed(Base.metadata.sorted_tables)
+]
+# Ids start at 1 again in every test, as after TRUNCATE ... RESTART IDENTITY.
+_RESTART_IDS = text(
+    "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, 1, false)"
+    " FROM pg_sequences WHERE schemaname = current_schema()"
+)
+
+
 def _truncate_pg(database: Database) -> None:
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    """Empty every table before a PostgreSQL test. DELETE, children first, not
+    TRUNCATE: a test leaves a few rows, and TRUNCATE's new files for 26 tables
+    and their indexes cost 60-90 ms a test (minutes of CI) where this costs 5."""
     with database.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        for statement in _EMPTY_PG:
+            conn.execute(statement)
+        conn.execute(_RESTART_IDS)
 
 
 @pytest.fixture(params=BACKENDS)
