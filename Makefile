@@ -67,8 +67,6 @@ lint: $(VENV)/.installed-dev
 # pytest exits 5 when it collects no test; make treats that as a failure, as it should.
 # Three pytest-xdist workers, each with its own SQLite files and PostgreSQL database
 # (tests/conftest.py), whole files per worker; TEST_WORKERS=0 runs it serially.
-# Files go out in collection order, the system tests first (tests/conftest.py):
-# xdist's default puts files with few tests, so those minute-long ones, last.
 # The 25 slowest tests are listed at the end: CI must stay under 15 minutes.
 # Then tests/rasa, in .venv-rasa, on a PostgreSQL database of its own (test_rasa).
 TEST_WORKERS ?= 3
@@ -76,7 +74,7 @@ TEST_WORKERS ?= 3
 # (CI), each of the suite's many subprocesses would compile them again.
 test: lint $(VENV_RASA)/.installed
 	$(BIN)/python -m compileall -q -j 0 core flows channels web bots tests bench
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 	TELEMED_TEST_DB_SUFFIX=rasa $(VENV_RASA)/bin/pytest -q -p no:cacheprovider tests/rasa
 
 # The Rasa action server alone (tests/rasa), in its own environment.

@@ -154,10 +154,3 @@ def sqlite_db(tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:
 def clock() -> FixedClock:
     # A Tuesday morning in New York, well away from DST changes.
     return FixedClock(datetime(2026, 4, 14, 13, 0, tzinfo=UTC))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The system tests first. Each runs minutes of its own processes; under
-    pytest-xdist (whole files per worker, in collection order) they came last,
-    and the run ended on them with cores idle."""
-    items.sort(key=lambda item: 0 if item.path.parent.name == "system" else 1)

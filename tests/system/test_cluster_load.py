@@ -32,10 +32,11 @@ from tests.system.cluster import (
     percentile,
     postgres_cpu_seconds,
     running_cluster,
+    scaled,
     wait_drained,
 )
 
-PATIENTS = int(os.environ.get("SYSTEM_TEST_PATIENTS", "1000"))
+PATIENTS = int(os.environ.get("SYSTEM_TEST_PATIENTS", scaled(1000)))
 SCRIPT = ("hi", "book", "1", "menu", "my appointments", "help", "hola", "menu", "2", "menu")
 CONCURRENCY = 64
 

@@ -40,11 +40,11 @@ from core.models import (
 )
 from core.settings import Settings
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN
-from tests.system.cluster import FakeTwilioProcess
+from tests.system.cluster import FakeTwilioProcess, scaled
 
 ROOT = Path(__file__).resolve().parents[2]
 TZ = "America/New_York"
-PATIENTS = 5_000
+PATIENTS = scaled(5_000)
 # The planner only plans a reminder due at most 5 minutes before "now" (the
 # booking grace), so every visit starts in the 5 minutes up to now + 2 h; the
 # practitioners are enough for those visits not to overlap (PostgreSQL's

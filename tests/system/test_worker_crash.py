@@ -27,9 +27,16 @@ from core.db import Database
 from core.messages import Reply
 from core.models import OutboxMessage, table_of
 from core.outbox import WAITING
-from tests.system.cluster import Cluster, FakeTwilioProcess, phone, running_cluster, wait_drained
+from tests.system.cluster import (
+    Cluster,
+    FakeTwilioProcess,
+    phone,
+    running_cluster,
+    scaled,
+    wait_drained,
+)
 
-MESSAGES = 5_000
+MESSAGES = scaled(5_000)
 PATIENTS = 1_000
 KILLS = 3
 LEASE_S = 10
