@@ -74,7 +74,7 @@ TEST_WORKERS ?= 3
 # (CI), each of the suite's many subprocesses would compile them again.
 test: lint $(VENV_RASA)/.installed
 	$(BIN)/python -m compileall -q -j 0 core flows channels web bots tests bench
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 	TELEMED_TEST_DB_SUFFIX=rasa $(VENV_RASA)/bin/pytest -q -p no:cacheprovider tests/rasa
 
 # The Rasa action server alone (tests/rasa), in its own environment.

@@ -154,13 +154,3 @@ def sqlite_db(tmp_path: Path, sqlite_template: Path) -> Iterator[Database]:
 def clock() -> FixedClock:
     # A Tuesday morning in New York, well away from DST changes.
     return FixedClock(datetime(2026, 4, 14, 13, 0, tzinfo=UTC))
-
-
-# The longest file of the suite, started first: it runs its own six service
-# processes for minutes, and started last (pytest-xdist's default order puts
-# one-test files last) it ended every run with the other workers idle.
-FIRST = ("test_cluster_load.py",)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: 0 if item.path.name in FIRST else 1)
