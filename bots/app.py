@@ -194,7 +194,9 @@ class Background:
     async def stop(self) -> None:
         self._stop.set()
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            from bots.scheduler import stop_scheduler
+
+            await stop_scheduler(self.scheduler)
             self.scheduler = None
         if self._task is not None:
             # The pass under way ends within the send timeout plus the rate

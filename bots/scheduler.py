@@ -9,6 +9,8 @@ appointments' reminders, then queue everything due (``core.reminders``).
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -84,6 +86,30 @@ def run_tick(
     return results
 
 
+class Tick:
+    """The scheduler's job: ``run_tick``, one at a time, with a way to wait for
+    the one under way. APScheduler's asyncio executor cannot wait for a job on
+    shutdown: it cancels the job's future and logs the CancelledError with a
+    traceback, so ``stop_scheduler`` pauses, waits here, then shuts down."""
+
+    def __init__(
+        self, db: Database, clock: Clock, jobs: Sequence[tuple[str, TickJob]] | None
+    ) -> None:
+        self.db, self.clock, self.jobs = db, clock, jobs
+        self._running = threading.Lock()
+
+    def __call__(self) -> dict[str, object]:
+        with self._running:
+            return run_tick(self.db, self.clock, self.jobs)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no tick is running (False after ``timeout`` seconds)."""
+        if not self._running.acquire(timeout=timeout):
+            return False
+        self._running.release()
+        return True
+
+
 def create_scheduler(
     db: Database,
     clock: Clock,
@@ -91,17 +117,17 @@ def create_scheduler(
     tick_seconds: float,
     jobs: Sequence[tuple[str, TickJob]] | None = None,
 ) -> AsyncIOScheduler:
-    """A scheduler with one interval job running the tick; call ``start()`` on a running loop.
+    """A scheduler with one interval job running the tick; call ``start()`` on a
+    running loop, and ``stop_scheduler`` to stop it.
 
     The tick is a plain function, so APScheduler runs it in the loop's default
     executor and the database work never blocks the event loop.
     """
     scheduler = AsyncIOScheduler(timezone=UTC)
     scheduler.add_job(
-        run_tick,
+        Tick(db, clock, jobs),
         "interval",
         seconds=tick_seconds,
-        args=[db, clock, jobs],
         id="tick",
         name="telemed tick",
         max_instances=1,
@@ -110,3 +136,14 @@ def create_scheduler(
         next_run_time=datetime.now(UTC),
     )
     return scheduler
+
+
+async def stop_scheduler(scheduler: AsyncIOScheduler, timeout: float = 30.0) -> None:
+    """No new tick; the one under way (a short transaction per job) finishes;
+    then shut down, with nothing left for APScheduler to cancel."""
+    scheduler.pause()
+    job = scheduler.get_job("tick")
+    tick = job.func if job is not None else None
+    if isinstance(tick, Tick) and not await asyncio.to_thread(tick.wait_idle, timeout):
+        log.warning("scheduler_tick_still_running", timeout_s=timeout)
+    scheduler.shutdown(wait=False)
