@@ -33,6 +33,11 @@ def default_clinic(session: Session) -> Clinic | None:
     return session.scalars(select(Clinic).order_by(Clinic.id).limit(1)).first()
 
 
+def find_identity(session: Session, channel: str, address: str) -> ChannelIdentity | None:
+    """The identity for (channel, address), if there is one (its patient loaded)."""
+    return session.scalars(_IDENTITY, {"channel": channel, "address": address}).first()
+
+
 def get_or_create_identity(
     session: Session, channel: str, address: str, *, now: datetime
 ) -> ChannelIdentity:
@@ -41,7 +46,7 @@ def get_or_create_identity(
     Insert-if-absent is done in SQL so two first messages racing on
     PostgreSQL do not trip the unique key.
     """
-    identity = session.scalars(_IDENTITY, {"channel": channel, "address": address}).first()
+    identity = find_identity(session, channel, address)
     if identity is not None:
         return identity
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert

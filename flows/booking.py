@@ -10,8 +10,10 @@ import contextlib
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.orm import Session
+
 from core import notices, scheduling
-from core.i18n import format_clock, format_day, format_when
+from core.i18n import format_clock, format_day, format_when, t
 from core.messages import Option, Reply
 from core.models import Appointment, Practitioner
 from core.nlu import When, classify_intent, parse_when
@@ -248,48 +250,67 @@ def to_slots(ctx: Ctx, p: Practitioner) -> Outcome:
     )
 
 
+def offered_slots(
+    session: Session,
+    p: Practitioner,
+    now: datetime,
+    *,
+    window: tuple[datetime, datetime] | None = None,
+    near: datetime | None = None,
+    limit: int = SLOTS_SHOWN,
+) -> tuple[list[scheduling.Slot], str]:
+    """The free times to offer, and which header fits them: ``slots`` (in
+    ``window``, or the next ones), ``nearest`` (around ``near``, a taken
+    time), ``none_then`` (nothing in ``window``: the nearest instead)."""
+    if near is not None:
+        nearest = scheduling.nearest_free_slots(session, p, near, now=now, limit=limit)
+        return sorted(nearest, key=lambda s: s.start), "nearest"
+    if window is not None:
+        lo, hi = window
+        found = scheduling.free_slots(session, p, now=now, start=lo, end=hi, limit=limit)
+        if found:
+            return found, "slots"
+        nearest = scheduling.nearest_free_slots(session, p, lo, now=now, limit=limit)
+        return sorted(nearest, key=lambda s: s.start), "none_then"
+    return scheduling.free_slots(session, p, now=now, limit=limit), "slots"
+
+
+def slot_choices(
+    slots: list[scheduling.Slot], intro: str, lang: str, tz: str
+) -> tuple[str, list[str]]:
+    """The header and a label per slot. One day: times only, the day in the
+    header ("Free times on Tue 14 Apr:")."""
+    same_day = len({s.start.astimezone(ZoneInfo(tz)).date() for s in slots}) == 1
+    show = format_clock if same_day else format_when
+    key = f"booking.{intro}_on" if same_day else f"booking.{intro}"
+    header = t(lang, key, day=format_day(slots[0].start, lang, tz))
+    return header, [show(s.start, lang, tz) for s in slots]
+
+
 class ChooseSlot:
     name = "booking.slot"
 
     def prompt(self, ctx: Ctx, notice: str | None = None) -> list[Reply]:
         p = practitioner(ctx)
         assert p is not None
-        slots, intro = self._slots(ctx, p)
+        near = ctx.data.pop("near", None)
+        span = window(ctx)
+        slots, intro = offered_slots(
+            ctx.session,
+            p,
+            ctx.now,
+            near=_dt(near) if near else None,
+            window=(span[0], span[1]) if span else None,
+        )
         if not slots:
             ctx.data.pop("window", None)
             return [Reply(with_notice(notice, ctx.t("booking.no_availability", name=p.name)))]
-        same_day = len({s.start.astimezone(ZoneInfo(ctx.tz)).date() for s in slots}) == 1
-        show = format_clock if same_day else format_when
-        options = [Option(show(s.start, ctx.lang, ctx.tz), f"s:{_iso(s.start)}") for s in slots]
+        header, labels = slot_choices(slots, intro, ctx.lang, ctx.tz)
+        options = [
+            Option(label, f"s:{_iso(s.start)}") for label, s in zip(labels, slots, strict=True)
+        ]
         options.append(Option(ctx.t("booking.other_day"), "other"))
-        # One day: times only, the day in the header ("Free times on Tue 14 Apr:").
-        header = f"booking.{intro}_on" if same_day else f"booking.{intro}"
-        day = format_day(slots[0].start, ctx.lang, ctx.tz)
-        return [ctx.ask(with_notice(notice, ctx.t(header, day=day)), options)]
-
-    def _slots(self, ctx: Ctx, p: Practitioner) -> tuple[list[scheduling.Slot], str]:
-        """The slots to offer, and which header fits them: ``slots`` (what was
-        asked for), ``nearest`` (around a taken time), ``none_then`` (nothing
-        in the asked window, the nearest instead)."""
-        near = ctx.data.pop("near", None)
-        if near:
-            nearest = scheduling.nearest_free_slots(
-                ctx.session, p, _dt(near), now=ctx.now, limit=SLOTS_SHOWN
-            )
-            return sorted(nearest, key=lambda s: s.start), "nearest"
-        span = window(ctx)
-        if span is not None:
-            lo, hi, _grain = span
-            found = scheduling.free_slots(
-                ctx.session, p, now=ctx.now, start=lo, end=hi, limit=SLOTS_SHOWN
-            )
-            if found:
-                return found, "slots"
-            nearest = scheduling.nearest_free_slots(
-                ctx.session, p, lo, now=ctx.now, limit=SLOTS_SHOWN
-            )
-            return sorted(nearest, key=lambda s: s.start), "none_then"
-        return scheduling.free_slots(ctx.session, p, now=ctx.now, limit=SLOTS_SHOWN), "slots"
+        return [ctx.ask(with_notice(notice, header), options)]
 
     def handle(self, ctx: Ctx, text: str) -> Outcome:
         p = practitioner(ctx)

@@ -34,14 +34,14 @@ from sqlalchemy.orm import Session
 
 from core import notices, pharmacies, scheduling
 from core.alerts import emergency_numbers, raise_red_flag
-from core.i18n import format_clock, format_day, format_when, normalize_language, t
+from core.i18n import format_when, normalize_language, t
 from core.intake import questionnaire
 from core.models import Alert, Appointment, IntakeResponse, Patient, Practitioner
 from core.nlu import detect_language
 from core.nlu.redflags import RedFlag
 from core.nlu.redflags import detect as detect_red_flags
 from core.patients import patient_for_identity, register
-from flows.booking import valid_name
+from flows.booking import offered_slots, slot_choices, valid_name
 from flows.dob import DobError, parse_dob
 
 from .senders import MAX_ADDRESS, RASA_CHANNEL
@@ -80,7 +80,6 @@ class Said:
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     events: list[EventType] = field(default_factory=list)
-    emergency: bool = False  # the red-flag answer, instead of the action's own
 
     def deliver(self, dispatcher: CollectingDispatcher) -> list[EventType]:
         for message in self.messages:
@@ -159,7 +158,7 @@ async def run_turn(
     def call(session: Session, rt: Runtime) -> Said:
         turn = open_turn(session, rt, tracker, create=create)
         if flags:
-            said = Said(emergency=True)
+            said = Said()
             number, crisis = emergency_numbers(turn.clinic, rt.settings)
             said.say(_emergency_text(turn.lang, flags, number, crisis, alerted=True))
             _alert(turn, tracker, flags)
@@ -175,7 +174,7 @@ async def run_turn(
         # rasa-sdk would answer 500 with the whole request (the patient's words) in it.
         log.exception("rasa_action_failed", action=action)
         failure = "rasa.failed"
-    said = Said(emergency=bool(flags))
+    said = Said()
     lang = _tracker_lang(tracker)
     if flags:
         log.error("rasa_red_flag_alert_not_recorded", rules=sorted({f.rule for f in flags}))
@@ -304,49 +303,38 @@ def _offer_times(
     around: datetime | None = None,
     **entities: object,
 ) -> None:
-    """Free times of ``p`` as buttons: in the wanted window, else the nearest."""
-    session, now = turn.session, turn.now
+    """Free times of ``p`` as buttons: in the wanted window, else the nearest
+    (``offered_slots``, as the service's own booking offers them)."""
+    found: list[scheduling.Slot] | None = None
     header = "slots"
-    if around is not None:
-        found = scheduling.nearest_free_slots(session, p, around, now=now, limit=TIMES_SHOWN)
-        found, header = sorted(found, key=lambda s: s.start), "nearest"
-    elif wanted is not None and wanted.exact:
-        if scheduling.is_slot_free(session, p, wanted.lo, now=now):
+    near, window = around, None
+    if around is None and wanted is not None and wanted.exact:
+        if scheduling.is_slot_free(turn.session, p, wanted.lo, now=turn.now):
             end = wanted.lo + timedelta(minutes=p.slot_minutes)
             found = [scheduling.Slot(p.id, wanted.lo, end)]
         else:
             notice = turn.t("booking.not_free", when=format_when(wanted.lo, turn.lang, turn.tz))
-            found = scheduling.nearest_free_slots(session, p, wanted.lo, now=now, limit=TIMES_SHOWN)
-            found, header = sorted(found, key=lambda s: s.start), "nearest"
-    elif wanted is not None:
-        found = scheduling.free_slots(
-            session, p, now=now, start=wanted.lo, end=wanted.hi, limit=TIMES_SHOWN
+            near = wanted.lo
+    elif around is None and wanted is not None:
+        window = (wanted.lo, wanted.hi)
+    if found is None:
+        found, header = offered_slots(
+            turn.session, p, turn.now, window=window, near=near, limit=TIMES_SHOWN
         )
-        if not found:
-            found = scheduling.nearest_free_slots(session, p, wanted.lo, now=now, limit=TIMES_SHOWN)
-            found, header = sorted(found, key=lambda s: s.start), "none_then"
-    else:
-        found = scheduling.free_slots(session, p, now=now, limit=TIMES_SHOWN)
     said.set("time", None)
     said.set("start_time", None)
     if not found:
         text = turn.t("rasa.no_availability", name=p.name)
         said.say(f"{notice}\n{text}" if notice else text)
         return
-    zone = ZoneInfo(turn.tz)
-    same_day = len({s.start.astimezone(zone).date() for s in found}) == 1
-    show = format_clock if same_day else format_when
-    title = turn.t(
-        f"booking.{header}_on" if same_day else f"booking.{header}",
-        day=format_day(found[0].start, turn.lang, turn.tz),
-    )
+    title, labels = slot_choices(found, header, turn.lang, turn.tz)
     # A notice (the old time, a taken one) says whose times these are already.
     text = (
         title if notice and around is None else turn.t("rasa.times_for", name=p.name) + "\n" + title
     )
     buttons = [
-        button(show(s.start, turn.lang, turn.tz), intent, start_time=_iso(s.start), **entities)
-        for s in found
+        button(label, intent, start_time=_iso(s.start), **entities)
+        for label, s in zip(labels, found, strict=True)
     ]
     said.say(f"{notice}\n{text}" if notice else text, buttons)
 
@@ -512,7 +500,7 @@ def _registered_patient(turn: Turn, tracker: Tracker, said: Said) -> Patient | N
         return existing
     name = valid_name(slot_text(tracker, "patient_name") or "")
     born = _dob(turn, slot_text(tracker, "date_of_birth"))
-    if name is None or not isinstance(born, date):
+    if name is None or born is None:
         said.say(turn.t("rasa.register_first"))
         said.events.append(FollowupAction(REGISTRATION_FORM))
         return None
@@ -523,10 +511,10 @@ def _registered_patient(turn: Turn, tracker: Tracker, said: Said) -> Patient | N
     return patient
 
 
-def _dob(turn: Turn, text: str | None) -> date | str:
-    """A date of birth, or the catalog key saying what is wrong with it."""
+def _dob(turn: Turn, text: str | None) -> date | None:
+    """The date of birth the form's slot holds (ISO once validated); None if none."""
     if text is None:
-        return "register.dob"
+        return None
     try:
         return date.fromisoformat(text)
     except ValueError:
@@ -534,8 +522,8 @@ def _dob(turn: Turn, text: str | None) -> date | str:
     today = turn.now.astimezone(ZoneInfo(turn.tz)).date()
     try:
         return parse_dob(text[:100], turn.lang, today)
-    except DobError as exc:
-        return f"register.dob_{exc}"
+    except DobError:
+        return None
 
 
 class RescheduleAppointment(CoreAction):
@@ -756,7 +744,8 @@ class ValidateRegistrationForm(FormValidationAction):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        if latest_text(tracker) and detect_red_flags(latest_text(tracker)):
+        text = latest_text(tracker)
+        if text and detect_red_flags(text):
             said = await run_turn(self.name(), tracker, lambda _turn: Said(), create=False)
             # The words were no name or date: ask for them again afterwards.
             cleared = [SlotSet(slot, None) for slot in tracker.slots_to_validate()]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.clock import Clock, SystemClock
@@ -25,7 +24,7 @@ from core.i18n import normalize_language, t
 from core.logs import get_logger
 from core.models import ChannelIdentity, Clinic, Patient
 from core.nlu import detect_language
-from core.patients import default_clinic, get_or_create_identity
+from core.patients import default_clinic, find_identity, get_or_create_identity
 from core.settings import Settings, load_settings
 from flows.engine import MAX_READ
 
@@ -143,11 +142,7 @@ def open_turn(session: Session, rt: Runtime, tracker: Any, *, create: bool) -> T
         if create:
             identity = get_or_create_identity(session, channel, address, now=now)
         else:
-            identity = session.scalars(
-                select(ChannelIdentity).where(
-                    ChannelIdentity.channel == channel, ChannelIdentity.address == address
-                )
-            ).first()
+            identity = find_identity(session, channel, address)
     patient_tz = identity.patient.timezone if identity and identity.patient else None
     return Turn(
         session=session,
